@@ -1,0 +1,29 @@
+"""archdsl: a declarative architecture-search and model-builder language for vision backbones.
+
+Public API (everything else may change):
+
+    load_spec(path, overrides=()) -> Spec        # YAML -> validated, resolved spec
+    build_model(spec_or_path, overrides=()) -> nn.Module
+    register(kind, name)                          # add a mixer / block / stem / ... from Python
+    SpecError                                     # the language's one error type
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from archdsl.registry import register
+from archdsl.spec.errors import SpecError
+
+__all__ = ["__version__", "register", "SpecError", "load_spec", "build_model"]
+
+
+def __getattr__(name: str):  # lazy: importing archdsl must not import torch-heavy modules
+    if name == "load_spec":
+        from archdsl.spec import load_spec
+
+        return load_spec
+    if name == "build_model":
+        from archdsl.compiler import build_model
+
+        return build_model
+    raise AttributeError(name)

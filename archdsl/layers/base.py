@@ -1,0 +1,47 @@
+"""The token-module convention every block-level layer follows.
+
+Tokens are ``x: [B, N, C]`` in row-major order over a grid ``hw = (H, W)`` with ``N == H * W``.
+Every module inside a block has ``forward(x, hw) -> y`` with ``y: [B, N, C']``. Plain modules
+that act on the channel dim alone (Linear, LayerNorm, activations) are wrapped by :class:`Tokenwise`.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+HW = Tuple[int, int]
+
+
+class TokenModule(nn.Module):
+    """Base class (documentation only): ``forward(x: [B, N, C], hw: (H, W)) -> [B, N, C']``."""
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Tokenwise(TokenModule):
+    """Wrap a module that maps ``[..., C] -> [..., C']`` so it takes ``(x, hw)``."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
+        return self.module(x)
+
+
+def tokens_to_map(x: torch.Tensor, hw: HW) -> torch.Tensor:
+    """``[B, N, C] -> [B, C, H, W]``."""
+    B, N, C = x.shape
+    H, W = hw
+    if N != H * W:
+        raise ValueError(f"token count {N} does not match grid {H}x{W}")
+    return x.transpose(1, 2).reshape(B, C, H, W)
+
+
+def map_to_tokens(x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
+    """``[B, C, H, W] -> ([B, H*W, C], (H, W))``."""
+    B, C, H, W = x.shape
+    return x.flatten(2).transpose(1, 2), (H, W)

@@ -1,0 +1,23 @@
+"""Pure tensor ops of archdsl; each fast version has a naive reference beside it.
+
+Nothing here imports archdsl.layers or archdsl.spec. See docs/ops.md for the recurrences.
+"""
+from .linear_attention import (
+    FEATURE_MAP_NAMES,
+    causal_linear_attention,
+    causal_linear_attention_ref,
+    feature_map,
+    linear_attention,
+    linear_attention_ref,
+)
+from .rope import apply_rope, rope1d_angles, rope1d_cos_sin, rope2d_angles, rope2d_cos_sin
+from .scan_order import BIDIRECTIONAL, CROSS_SCAN_4, cross_merge, cross_scan, inverse_indices, scan_indices
+from .softmax_attention import (
+    attention,
+    attention_ref,
+    padded_size,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)

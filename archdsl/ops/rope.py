@@ -1,0 +1,95 @@
+"""Rotary position embeddings (RoPE), 1-D and the 2-D form of the official MLLA code.
+
+2-D (MLLA, REFERENCE.md §4): for a channel dim C, k_max = C/4 frequencies θ_k = base^(-k/k_max);
+token (i, j) of an H×W grid gets the angles [i·θ_0..i·θ_{k_max-1}, j·θ_0..j·θ_{k_max-1}] (C/2
+angles), and consecutive channel pairs (2m, 2m+1) of x are (real, imag) parts rotated by angle m.
+1-D: k_max = C/2 frequencies θ_k = base^(-k/k_max), angle(n, k) = n·θ_k.
+
+The (cos, sin) tables are cached (LRU) by (size, dim, base, device, dtype), so a model can run at
+any input size and recompute only when the size changes. Treat cached tables as read-only.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ["rope2d_angles", "rope1d_angles", "rope2d_cos_sin", "rope1d_cos_sin", "apply_rope"]
+
+
+def _frequencies(k_max: int, base: float) -> torch.Tensor:
+    # θ_k = base^(-k/k_max) computed in float64 then rounded once.
+    return 1.0 / (base ** (torch.arange(k_max, dtype=torch.float64) / k_max))
+
+
+def rope2d_angles(H: int, W: int, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Angles of the MLLA 2-D RoPE: [H*W, dim/2] (float64, row-major tokens). dim % 4 == 0."""
+    if H < 1 or W < 1:
+        raise ValueError(f"grid must be at least 1x1; got {H}x{W}")
+    if dim < 4 or dim % 4 != 0:
+        raise ValueError(f"2-D RoPE needs a channel dim divisible by 4; got {dim}")
+    k_max = dim // 4
+    theta = _frequencies(k_max, base)
+    ii, jj = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    angles = torch.cat([ii.unsqueeze(-1) * theta, jj.unsqueeze(-1) * theta], dim=-1)  # [H,W,dim/2]
+    return angles.reshape(H * W, dim // 2)
+
+
+def rope1d_angles(N: int, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Angles of the 1-D RoPE: [N, dim/2] (float64). dim must be even."""
+    if N < 1:
+        raise ValueError(f"sequence length must be >= 1; got {N}")
+    if dim < 2 or dim % 2 != 0:
+        raise ValueError(f"1-D RoPE needs an even channel dim; got {dim}")
+    theta = _frequencies(dim // 2, base)
+    return torch.arange(N, dtype=torch.float64).unsqueeze(-1) * theta
+
+
+@lru_cache(maxsize=32)
+def rope2d_cos_sin(
+    H: int,
+    W: int,
+    dim: int,
+    base: float = 10000.0,
+    device: Optional[torch.device] = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cached ``(cos, sin)`` of :func:`rope2d_angles`, each [H*W, dim/2] on ``device``/``dtype``."""
+    a = rope2d_angles(H, W, dim, base)
+    return a.cos().to(device=device, dtype=dtype), a.sin().to(device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=32)
+def rope1d_cos_sin(
+    N: int,
+    dim: int,
+    base: float = 10000.0,
+    device: Optional[torch.device] = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cached ``(cos, sin)`` of :func:`rope1d_angles`, each [N, dim/2]."""
+    a = rope1d_angles(N, dim, base)
+    return a.cos().to(device=device, dtype=dtype), a.sin().to(device=device, dtype=dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of tokens ``x: [..., N, dim]`` by angles (cos, sin: [N, dim/2]).
+
+    (x_{2m}, x_{2m+1}) is read as the complex number x_{2m} + i·x_{2m+1} and multiplied by
+    cos + i·sin. Computed in the dtype of ``cos``; returns ``x.dtype``, shape unchanged.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"expected tokens [..., N, dim]; got shape {tuple(x.shape)}")
+    N, dim = x.shape[-2], x.shape[-1]
+    if cos.shape != (N, dim // 2) or sin.shape != cos.shape or dim % 2:
+        raise ValueError(
+            f"RoPE tables of shape {tuple(cos.shape)} do not fit tokens [..., {N}, {dim}] "
+            f"(expected [{N}, {dim // 2}] and an even dim)"
+        )
+    xp = x.to(cos.dtype).reshape(*x.shape[:-1], dim // 2, 2)
+    xr, xi = xp[..., 0], xp[..., 1]
+    out = torch.stack((xr * cos - xi * sin, xr * sin + xi * cos), dim=-1)
+    return out.flatten(-2).to(x.dtype)

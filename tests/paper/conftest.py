@@ -1,0 +1,5 @@
+"""tests/paper: make the independent official-structure re-implementation importable."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))

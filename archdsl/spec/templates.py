@@ -1,0 +1,387 @@
+"""Block templates: loading, structural validation and ``$variable`` substitution.
+
+A template (``archdsl/blocks/NAME.yaml``, an entry of a spec's ``blocks:``, or a ``.yaml`` path)::
+
+    block: mlla
+    params: {mlp_ratio: 4.0, kernel: int}   # name -> default, or a type name for a required one
+    body:                                     # a node
+      - residual: {dwconv: {kernel: 3}, name: cpe1}
+      - residual: [{norm: layernorm}, {mlp: {ratio: $mlp_ratio}}, drop_path]
+
+Nodes: a list (sequence); a bare string (a primitive without argument, or ``$var``); a mapping with
+exactly one primitive/combinator key plus an optional ``name:``. Combinators: ``seq: [nodes]``,
+``residual: node``, ``branch: {path: node, ..., merge: mul|add|concat}``. Which primitives exist is
+the compiler's business (registry kind ``primitive``); this module checks the structure.
+
+Substitution (done per stage by the compiler through :meth:`BlockTemplate.instantiate` or
+:func:`substitute`): a string that is exactly ``$name`` becomes the variable's value (any type);
+a string with ``$names``, numbers, ``+ - * / // % **``, parentheses and ``int() round() min() max()``
+is evaluated as arithmetic (``$dim * 2``, ``int($dim * $mlp_ratio)``); any other string with
+``$name`` in it is interpolated as text (``stage$stage``); ``$$`` is a literal ``$``.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from archdsl.spec.errors import SpecError, did_you_mean
+from archdsl.spec.yaml_loader import PathT, Pos, Positions, format_path, load_yaml_file
+
+__all__ = ["BlockTemplate", "load_template", "load_template_file", "template_from_data", "substitute",
+           "validate_node", "builtin_template_names", "BUILTIN_VARIABLES", "COMBINATORS", "MERGES",
+           "block_kind", "BUILTIN_DIR"]
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "blocks"
+BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "stage", "index")
+COMBINATORS = ("seq", "residual", "branch")
+MERGES = ("mul", "add", "concat")
+TYPE_NAMES = ("int", "float", "number", "str", "bool", "list", "dict", "any")
+_TEMPLATE_KEYS = ("block", "params", "body", "doc")
+_VAR = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass
+class Required:
+    """A declared parameter without default (``params: {kernel: int}``)."""
+
+    type: str
+
+    def __repr__(self) -> str:
+        return f"<required {self.type}>"
+
+
+@dataclass
+class BlockTemplate:
+    """A loaded, structurally valid block template.
+
+    ``locate(path)`` gives SpecError location kwargs for a path *inside the template mapping*, e.g.
+    ``("body", 1, "residual", 0)``; ``raw`` is the template mapping as written (for ``--resolved``).
+    """
+
+    name: str
+    params: dict
+    body: Any
+    file: str
+    origin: str  # "builtin" | "inline" | "file"
+    positions: Positions = field(default_factory=dict, repr=False)
+    raw: dict = field(default_factory=dict, repr=False)
+    path_prefix: PathT = ()  # key path of the template inside its file (("blocks", name) for inline)
+
+    def locate(self, path: PathT = ()) -> dict:
+        """Location kwargs of ``path`` (relative to the template mapping), nearest known parent."""
+        probe = tuple(path)
+        shown = format_path(self.path_prefix + tuple(path))
+        while True:
+            if probe in self.positions:
+                return {**self.positions[probe].kwargs(), "path": shown}
+            if not probe:
+                return {"file": self.file, "line": None, "col": None, "path": shown}
+            probe = probe[:-1]
+
+    def error(self, path: PathT, message: str) -> SpecError:
+        return SpecError(message, **self.locate(path))
+
+    def variables(self, options: Optional[dict] = None, builtins: Optional[dict] = None,
+                  at: Optional[dict] = None) -> dict:
+        """The variables of one instantiation: declared defaults, then ``builtins`` (``dim``,
+        ``heads``, ``mixer``, ``drop_path``, ``stage``, ``index`` from the compiler), then
+        ``options`` (the block ref's options, e.g. ``{type: mlla, mlp_ratio: 2}``). Unknown options
+        and missing required params raise :class:`SpecError` located at ``at`` (kwargs)."""
+        at = at or self.locate(())
+        out: dict = {}
+        builtins = dict(builtins or {})
+        options = dict(options or {})
+        for k, v in options.items():
+            if k not in self.params:
+                known = sorted(self.params)
+                raise SpecError(f"unknown option '{k}' for block '{self.name}'{did_you_mean(str(k), known)}; "
+                                f"declared params: {', '.join(known) if known else '(none)'}", **at)
+        for k, v in self.params.items():
+            if not isinstance(v, Required):
+                out[k] = copy.deepcopy(v)
+        out.update(builtins)
+        for k, v in options.items():
+            decl = self.params[k]
+            if isinstance(decl, Required):
+                _check_type(k, v, decl.type, at)
+            out[k] = copy.deepcopy(v)
+        for k, v in self.params.items():
+            if isinstance(v, Required):
+                if k not in out:
+                    raise SpecError(f"block '{self.name}' needs parameter '{k}' ({v.type}); "
+                                    f"give it as {{type: {self.name}, {k}: ...}}", **at)
+                _check_type(k, out[k], v.type, at)
+        return out
+
+    def instantiate(self, variables: dict) -> Any:
+        """The body with every ``$var`` replaced (see :func:`substitute`)."""
+        return substitute(self.body, variables, lambda p: self.locate(("body",) + tuple(p)))
+
+    def to_data(self) -> dict:
+        """The template as plain data (``block``, ``params``, ``body``) for a standalone spec."""
+        out: dict = {"block": self.name}
+        if self.raw.get("params"):
+            out["params"] = copy.deepcopy(self.raw["params"])
+        out["body"] = copy.deepcopy(self.raw["body"])
+        return out
+
+
+def _check_type(name: str, value: Any, typ: str, at: dict) -> None:
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str), "bool": isinstance(value, bool),
+        "list": isinstance(value, list), "dict": isinstance(value, dict), "any": True,
+    }[typ]
+    if not ok:
+        raise SpecError(f"parameter '{name}' expects {typ}, got {value!r}", **at)
+
+
+# ---------------------------------------------------------------- structure
+def validate_node(node: Any, path: PathT, error: Callable[[PathT, str], SpecError]) -> None:
+    """Check the node grammar; ``error(path, msg)`` builds the located SpecError to raise."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            validate_node(item, path + (i,), error)
+        return
+    if isinstance(node, str):
+        if not node.strip():
+            raise error(path, "expected a primitive name, got an empty string")
+        if not (node.startswith("$") or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node)):
+            raise error(path, f"expected a primitive name (like 'gelu' or 'identity'), got {node!r}")
+        return
+    if isinstance(node, dict):
+        keys = [k for k in node if k != "name"]
+        if len(keys) != 1:
+            got = ", ".join(repr(k) for k in keys) if keys else "none"
+            raise error(path, "a node mapping has exactly one primitive or combinator key plus an optional "
+                              f"'name', got {got}")
+        key = keys[0]
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise error(path + (key,), f"expected a primitive or combinator name, got {key!r}")
+        if "name" in node:
+            nm = node["name"]
+            if not isinstance(nm, str) or not (nm.startswith("$") or "$" in nm or
+                                               re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", nm)):
+                raise error(path + ("name",), f"'name' must be a Python identifier (the module's attribute "
+                                              f"name), got {nm!r}")
+        arg = node[key]
+        if key == "seq":
+            if not isinstance(arg, list):
+                raise error(path + (key,), f"'seq' takes a list of nodes, got {_kind(arg)}")
+            validate_node(arg, path + (key,), error)
+        elif key == "residual":
+            if arg is None:
+                raise error(path + (key,), "'residual' takes a node (x + f(x)), got nothing")
+            validate_node(arg, path + (key,), error)
+        elif key == "branch":
+            if not isinstance(arg, dict):
+                raise error(path + (key,), "'branch' takes a mapping {path: node, ..., merge: mul|add|concat}, "
+                                           f"got {_kind(arg)}")
+            if "merge" not in arg:
+                raise error(path + (key,), "'branch' needs 'merge: mul|add|concat'")
+            merge = arg["merge"]
+            if merge not in MERGES:
+                raise error(path + (key, "merge"), f"expected one of {', '.join(MERGES)}, got {merge!r}"
+                                                   f"{did_you_mean(str(merge), MERGES)}")
+            paths = [k for k in arg if k != "merge"]
+            if len(paths) < 2:
+                raise error(path + (key,), f"'branch' needs at least two paths to merge, got {len(paths)}")
+            for p in paths:
+                if not isinstance(p, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p):
+                    raise error(path + (key, p), f"a branch path name must be a Python identifier, got {p!r}")
+                validate_node(arg[p], path + (key, p), error)
+        return
+    raise error(path, "expected a node: a list, a primitive name, or a mapping {primitive: argument}, "
+                      f"got {_kind(node)} {node!r}")
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
+
+
+def template_from_data(data: Any, positions: Positions, *, file: str, origin: str, default_name: str,
+                       prefix: PathT = ()) -> BlockTemplate:
+    """Validate a template mapping (positions relative to it) and build a :class:`BlockTemplate`."""
+    probe = BlockTemplate(default_name, {}, None, file, origin, positions, {}, prefix)
+    err = probe.error
+    if not isinstance(data, dict):
+        raise err((), f"a block template is a mapping {{block, params, body}}, got {_kind(data)}")
+    for k in data:
+        if k not in _TEMPLATE_KEYS:
+            raise err((k,), f"unknown key '{k}'{did_you_mean(str(k), _TEMPLATE_KEYS)}")
+    name = data.get("block", default_name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", name):
+        raise err(("block",), f"expected a template name, got {name!r}")
+    if "body" not in data:
+        raise err((), "missing key 'body' (the template's node)")
+    params_raw = data.get("params") or {}
+    if not isinstance(params_raw, dict):
+        raise err(("params",), f"expected a mapping name -> default (or type), got {_kind(params_raw)}")
+    params: dict = {}
+    for k, v in params_raw.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise err(("params", k), f"a parameter name must be an identifier, got {k!r}")
+        params[k] = Required(v) if isinstance(v, str) and v in TYPE_NAMES else v
+    body = data["body"]
+    if body is None:
+        raise err(("body",), "expected a node, got nothing")
+    validate_node(body, ("body",), err)
+    return BlockTemplate(name, params, body, file, origin, positions, data, prefix)
+
+
+def load_template_file(path: str | Path, *, display: Optional[str] = None, origin: str = "file") -> BlockTemplate:
+    """Load and validate a template file."""
+    shown = display or str(path)
+    data, positions = load_yaml_file(path, display=shown)
+    return template_from_data(data, positions, file=shown, origin=origin, default_name=Path(path).stem)
+
+
+def builtin_template_names() -> list[str]:
+    """Names of the shipped templates (``archdsl/blocks/*.yaml``)."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml")) if BUILTIN_DIR.is_dir() else []
+
+
+def _is_path_ref(name: str) -> bool:
+    return name.endswith((".yaml", ".yml"))
+
+
+def block_kind(ref: Any, spec: Any) -> str:
+    """``"template"`` or ``"python"`` for a block ref: the spec's own ``blocks:``, a ``.yaml`` path
+    and ``archdsl/blocks/NAME.yaml`` are templates (in that order); otherwise a name registered as a
+    Python ``block`` (registry) is ``"python"``. Unknown names raise :class:`SpecError`
+    located at ``block``."""
+    from archdsl.spec.schema import ref_parts
+
+    name, _ = ref_parts(ref)
+    if name in (spec.blocks or {}) or _is_path_ref(name) or name in builtin_template_names():
+        return "template"
+    from archdsl import registry
+
+    if registry.has("block", name):
+        return "python"
+    return "template"  # load_template reports the unknown name with a did-you-mean
+
+
+def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:
+    """The template a block ref names (see :func:`block_kind` for the lookup order). ``at`` is the
+    key path of the ref in the spec (for errors, and so relative paths resolve against the file
+    that wrote the ref). Cached per spec."""
+    from archdsl.spec.schema import ref_parts
+
+    name, _ = ref_parts(ref)
+    cache = getattr(spec, "_templates", None)
+    if cache is not None and name in cache:
+        return cache[name]
+    inline = spec.blocks or {}
+    if name in inline:
+        prefix = ("blocks", name)
+        n = len(prefix)
+        sub = {p[n:]: pos for p, pos in spec.positions.items() if p[:n] == prefix}
+        raw = spec._raw.get("blocks", {}).get(name)
+        loc = spec.locate(prefix)
+        tpl = template_from_data(raw, sub, file=loc["file"], origin="inline", default_name=name, prefix=prefix)
+    elif _is_path_ref(name):
+        loc = spec.locate(at)
+        src = loc.get("file") or ""
+        base = Path(src).resolve().parent if src and not src.startswith("<") and Path(src).exists() else Path.cwd()
+        real = (base / name).resolve()
+        if not real.is_file():
+            raise SpecError(f"block template file not found: {name} (looked in {base})", **loc)
+        display = str(Path(src).parent / name) if src and not src.startswith("<") else name
+        tpl = load_template_file(real, display=display, origin="file")
+    elif name in builtin_template_names():
+        real = BUILTIN_DIR / f"{name}.yaml"
+        tpl = load_template_file(real, display=f"archdsl/blocks/{name}.yaml", origin="builtin")
+    else:
+        from archdsl import registry
+
+        known = sorted(set(inline) | set(builtin_template_names()) | set(registry.names("block")))
+        raise SpecError(f"unknown block '{name}'{did_you_mean(name, known)}; "
+                        f"known: {', '.join(known) if known else '(none)'}", **spec.locate(at))
+    if cache is not None:
+        cache[name] = tpl
+    return tpl
+
+
+# ---------------------------------------------------------------- substitution
+_FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float}
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+
+
+def _arith(expr: ast.AST, env: dict) -> Any:
+    if isinstance(expr, ast.Expression):
+        return _arith(expr.body, env)
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool):
+        return expr.value
+    if isinstance(expr, ast.Name) and expr.id in env:
+        v = env[expr.id]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"'${expr.id}' is {v!r}, not a number")
+        return v
+    if isinstance(expr, ast.BinOp) and type(expr.op) in _BINOPS:
+        a, b = _arith(expr.left, env), _arith(expr.right, env)
+        if isinstance(expr.op, ast.Pow) and abs(b) > 64:
+            raise ValueError("exponent too large")
+        return _BINOPS[type(expr.op)](a, b)
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, (ast.USub, ast.UAdd)):
+        v = _arith(expr.operand, env)
+        return -v if isinstance(expr.op, ast.USub) else v
+    if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in _FUNCS
+            and not expr.keywords and expr.args):
+        return _FUNCS[expr.func.id](*[_arith(a, env) for a in expr.args])
+    raise ValueError("only numbers, $variables, + - * / // % ** and int() round() min() max() are allowed")
+
+
+def _expand(text: str, variables: dict, path: PathT, locate: Callable[[PathT], dict]) -> Any:
+    names = [m.group(1) for m in _VAR.finditer(text) if m.group(1) != "$"]
+    for nm in names:
+        if nm not in variables:
+            cands = ["$" + k for k in variables]
+            raise SpecError(f"unknown template variable '${nm}'{did_you_mean('$' + nm, cands)}; "
+                            f"known: {', '.join(sorted(cands))}", **locate(path))
+    whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", text.strip())
+    if whole:
+        return copy.deepcopy(variables[whole.group(1)])
+    if names and "$$" not in text:
+        rest = _VAR.sub(" ", text)
+        if re.fullmatch(r"[\d\s.+\-*/%(),]*", re.sub(r"\b(int|round|min|max|float)\b", " ", rest)):
+            expr = _VAR.sub(lambda m: f"__v_{m.group(1)}", text)
+            env = {f"__v_{k}": v for k, v in variables.items()}
+            try:
+                tree = ast.parse(expr.strip(), mode="eval")
+                return _arith(tree, env)
+            except SyntaxError:
+                raise SpecError(f"cannot read the expression {text!r}", **locate(path)) from None
+            except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+                raise SpecError(f"cannot evaluate {text!r}: {e}", **locate(path)) from None
+    return _VAR.sub(lambda m: "$" if m.group(1) == "$" else str(variables[m.group(1)]), text)
+
+
+def substitute(node: Any, variables: dict, locate: Callable[[PathT], dict], path: PathT = ()) -> Any:
+    """Return a copy of ``node`` with ``$var`` strings replaced by ``variables``' values.
+
+    ``locate(path)`` returns SpecError location kwargs for a path relative to ``node``; an unknown
+    variable raises ``SpecError("unknown template variable '$hedas' (did you mean '$heads'?)")``
+    located there. Mapping keys are not substituted, values and list items are.
+    """
+    if isinstance(node, dict):
+        return {k: substitute(v, variables, locate, path + (k,)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, variables, locate, path + (i,)) for i, v in enumerate(node)]
+    if isinstance(node, str) and "$" in node:
+        return _expand(node, variables, path, locate)
+    return copy.deepcopy(node)

@@ -1,0 +1,203 @@
+"""YAML loading with ``yaml.safe_load`` semantics that keeps a position for every key and item.
+
+The result is plain data (``dict`` / ``list`` / scalars, exactly what ``yaml.safe_load`` returns)
+plus a :data:`Positions` table that maps a *path* to where it was written::
+
+    data, pos = load_yaml_file("specs/mlla_t.yaml")
+    pos[("stages", "heads")]      # Pos(file='specs/mlla_t.yaml', line=7, col=3) -- the key `heads`
+    pos[("stages", "heads", 2)]   # the third list item
+    pos[()]                       # the start of the document
+
+A path is a tuple of mapping keys (as loaded: ``str``, ``int``, ...) and list indices (``int``).
+For a mapping entry the position is that of its *key*; for a list item it is the item's start.
+Lines and columns are 1-based.
+
+Differences from plain ``yaml.safe_load`` (all reported as :class:`SpecError`):
+duplicate keys are rejected with both positions, syntax errors carry ``FILE:LINE:COL``, tags other
+than the safe ones fail as in ``safe_load``, recursive aliases and alias bombs are refused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Tuple
+
+import yaml
+
+from archdsl.spec.errors import SpecError
+
+__all__ = ["Pos", "Positions", "PathT", "load_yaml", "load_yaml_file", "format_path", "parse_path"]
+
+PathT = Tuple[Any, ...]
+
+
+class Pos(NamedTuple):
+    """Where a key or value was written (1-based line and column)."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+    def kwargs(self) -> dict:
+        """Location keyword arguments for :class:`SpecError`."""
+        return {"file": self.file, "line": self.line, "col": self.col}
+
+
+Positions = Dict[PathT, Pos]
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAX_NODES = 200_000  # alias bombs ("billion laughs") stop here
+
+
+def format_path(path: PathT) -> str:
+    """``("stages", "depths", 0)`` -> ``"stages.depths.0"``."""
+    return ".".join(str(p) for p in path)
+
+
+def parse_path(text: str) -> PathT:
+    """``"stages.depths.0"`` -> ``("stages", "depths", 0)`` (digit parts become ints)."""
+    out: list[Any] = []
+    for part in str(text).split("."):
+        out.append(int(part) if part.lstrip("-").isdigit() else part)
+    return tuple(out)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader used only to compose nodes and construct scalars (no python tags)."""
+
+
+def _mark_pos(file: str, mark: Any) -> Pos:
+    return Pos(file, mark.line + 1, mark.column + 1) if mark is not None else Pos(file)
+
+
+def _yaml_error(err: yaml.YAMLError, file: str) -> SpecError:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    msg = f"invalid YAML: {context}, {problem}" if context else f"invalid YAML: {problem}"
+    msg = " ".join(msg.split())
+    return SpecError(msg, **_mark_pos(file, mark).kwargs())
+
+
+class _Builder:
+    def __init__(self, loader: _Loader, file: str):
+        self.loader = loader
+        self.file = file
+        self.positions: Positions = {}
+        self.count = 0
+        self.stack: set[int] = set()
+
+    def build(self, node: yaml.Node, path: PathT) -> Any:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise SpecError(f"document too large (more than {_MAX_NODES} nodes after alias expansion)",
+                            **_mark_pos(self.file, node.start_mark).kwargs())
+        if id(node) in self.stack:
+            raise SpecError("recursive YAML alias", **_mark_pos(self.file, node.start_mark).kwargs())
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            self.stack.add(id(node))
+            try:
+                return self._mapping(node, path)
+            finally:
+                self.stack.discard(id(node))
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            self.stack.add(id(node))
+            try:
+                out = []
+                for i, item in enumerate(node.value):
+                    self.positions[path + (i,)] = _mark_pos(self.file, item.start_mark)
+                    out.append(self.build(item, path + (i,)))
+                return out
+            finally:
+                self.stack.discard(id(node))
+        try:  # scalars and the other safe tags (!!set, !!omap, timestamps...) as safe_load does
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as e:
+            raise _yaml_error(e, self.file) from None
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"invalid YAML value: {e}", **_mark_pos(self.file, node.start_mark).kwargs()) from None
+
+    def _mapping(self, node: yaml.MappingNode, path: PathT) -> dict:
+        try:
+            self.loader.flatten_mapping(node)  # `<<:` merge keys, as safe_load does
+        except yaml.YAMLError as e:
+            raise _yaml_error(e, self.file) from None
+        out: dict = {}
+        first: dict = {}
+        for key_node, value_node in node.value:
+            kpos = _mark_pos(self.file, key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("a mapping key must be a plain scalar (not a list or mapping)", **kpos.kwargs(),
+                                path=format_path(path) or None)
+            key = self.build(key_node, path)
+            try:
+                hash(key)
+            except TypeError:
+                raise SpecError(f"unhashable mapping key {key!r}", **kpos.kwargs()) from None
+            if key in first:
+                raise SpecError(f"duplicate key '{key}' (first at line {first[key].line})", **kpos.kwargs(),
+                                path=format_path(path + (key,)))
+            first[key] = kpos
+            self.positions[path + (key,)] = kpos
+            out[key] = self.build(value_node, path + (key,))
+        return out
+
+
+def load_yaml(text: str, file: str = "<string>") -> tuple[Any, Positions]:
+    """Parse one YAML document like ``yaml.safe_load`` and return ``(data, positions)``.
+
+    An empty document gives ``(None, {(): Pos(file, 1, 1)})``. Raises :class:`SpecError` located at
+    ``file:line:col`` for syntax errors, duplicate keys, unsafe tags and multiple documents.
+    """
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise _yaml_error(e, file) from None
+        if node is None:
+            return None, {(): Pos(file, 1, 1)}
+        builder = _Builder(loader, file)
+        builder.positions[()] = _mark_pos(file, node.start_mark)
+        data = builder.build(node, ())
+        return data, builder.positions
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: str | Path, *, display: str | None = None, mapping: bool = True) -> tuple[Any, Positions]:
+    """Read and parse ``path``; ``display`` is the file name used in positions and errors.
+
+    With ``mapping=True`` (the default) a top level that is not a mapping is a :class:`SpecError`.
+    """
+    shown = display if display is not None else str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"file not found: {shown}", file=shown) from None
+    except IsADirectoryError:
+        raise SpecError(f"is a directory, not a YAML file: {shown}", file=shown) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not a UTF-8 text file: {e.reason}", file=shown) from None
+    except OSError as e:
+        raise SpecError(f"cannot read {shown}: {e.strerror or e}", file=shown) from None
+    data, positions = load_yaml(text, shown)
+    if mapping and not isinstance(data, dict):
+        got = "an empty document" if data is None else f"a {_kind(data)}"
+        raise SpecError(f"the top level of a spec must be a mapping of keys, got {got}",
+                        **positions[()].kwargs())
+    return data, positions
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "mapping"
+    return type(v).__name__

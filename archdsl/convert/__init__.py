@@ -1,0 +1,11 @@
+"""Import weights from other code bases into compiled specs (``archdsl import-weights``).
+
+``FORMATS`` maps a ``--from`` name to its converter ``fn(official_state_dict, model) -> state_dict``.
+"""
+from __future__ import annotations
+
+from archdsl.convert.mlla import convert_mlla_state_dict, load_checkpoint, save_state_dict
+
+FORMATS = {"mlla": convert_mlla_state_dict}
+
+__all__ = ["FORMATS", "convert_mlla_state_dict", "load_checkpoint", "save_state_dict"]

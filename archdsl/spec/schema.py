@@ -427,3 +427,13 @@ def json_schema() -> dict:
     out.update(schema)
     out["title"] = "archdsl model spec"
     return out
+
+
+def template_json_schema() -> dict:
+    """The JSON Schema of a block template file."""
+    schema = TemplateModel.model_json_schema()
+    out = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+           "$id": "https://archdsl.invalid/schema/block-template.json"}
+    out.update(schema)
+    out["title"] = "archdsl block template"
+    return out

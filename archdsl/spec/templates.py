@@ -37,7 +37,7 @@ __all__ = ["BlockTemplate", "load_template", "load_template_file", "template_fro
            "block_kind", "BUILTIN_DIR"]
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "blocks"
-BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "stage", "index")
+BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "drop_rate", "stage", "index")
 COMBINATORS = ("seq", "residual", "branch")
 MERGES = ("mul", "add", "concat")
 TYPE_NAMES = ("int", "float", "number", "str", "bool", "list", "dict", "any")
@@ -167,10 +167,9 @@ def validate_node(node: Any, path: PathT, error: Callable[[PathT, str], SpecErro
             raise error(path + (key,), f"expected a primitive or combinator name, got {key!r}")
         if "name" in node:
             nm = node["name"]
-            if not isinstance(nm, str) or not (nm.startswith("$") or "$" in nm or
-                                               re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", nm)):
-                raise error(path + ("name",), f"'name' must be a Python identifier (the module's attribute "
-                                              f"name), got {nm!r}")
+            if not isinstance(nm, str) or not nm or "." in nm:
+                raise error(path + ("name",), f"'name' must be a non-empty string without '.' (the module's "
+                                              f"attribute name), got {nm!r}")
         arg = node[key]
         if key == "seq":
             if not isinstance(arg, list):
@@ -184,18 +183,16 @@ def validate_node(node: Any, path: PathT, error: Callable[[PathT, str], SpecErro
             if not isinstance(arg, dict):
                 raise error(path + (key,), "'branch' takes a mapping {path: node, ..., merge: mul|add|concat}, "
                                            f"got {_kind(arg)}")
-            if "merge" not in arg:
-                raise error(path + (key,), "'branch' needs 'merge: mul|add|concat'")
-            merge = arg["merge"]
+            merge = arg.get("merge", "add")
             if merge not in MERGES:
                 raise error(path + (key, "merge"), f"expected one of {', '.join(MERGES)}, got {merge!r}"
                                                    f"{did_you_mean(str(merge), MERGES)}")
             paths = [k for k in arg if k != "merge"]
-            if len(paths) < 2:
-                raise error(path + (key,), f"'branch' needs at least two paths to merge, got {len(paths)}")
+            if not paths:
+                raise error(path + (key,), "'branch' needs at least one path besides 'merge'")
             for p in paths:
-                if not isinstance(p, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p):
-                    raise error(path + (key, p), f"a branch path name must be a Python identifier, got {p!r}")
+                if not isinstance(p, str) or not p or "." in p:
+                    raise error(path + (key, p), f"a branch path name must be a string without '.', got {p!r}")
                 validate_node(arg[p], path + (key, p), error)
         return
     raise error(path, "expected a node: a list, a primitive name, or a mapping {primitive: argument}, "
@@ -234,6 +231,8 @@ def template_from_data(data: Any, positions: Positions, *, file: str, origin: st
     for k, v in params_raw.items():
         if not isinstance(k, str) or not k.isidentifier():
             raise err(("params", k), f"a parameter name must be an identifier, got {k!r}")
+        if k in BUILTIN_VARIABLES:
+            raise err(("params", k), f"template param '{k}' shadows the built-in variable ${k}")
         params[k] = Required(v) if isinstance(v, str) and v in TYPE_NAMES else v
     body = data["body"]
     if body is None:
@@ -259,20 +258,18 @@ def _is_path_ref(name: str) -> bool:
 
 
 def block_kind(ref: Any, spec: Any) -> str:
-    """``"template"`` or ``"python"`` for a block ref: the spec's own ``blocks:``, a ``.yaml`` path
-    and ``archdsl/blocks/NAME.yaml`` are templates (in that order); otherwise a name registered as a
-    Python ``block`` (registry) is ``"python"``. Unknown names raise :class:`SpecError`
-    located at ``block``."""
+    """``"template"`` or ``"python"`` for a block ref. Lookup order (as the compiler's): the spec's
+    own ``blocks:``, a ``.yaml`` path, a Python ``block`` in the registry, ``archdsl/blocks/NAME.yaml``."""
     from archdsl.spec.schema import ref_parts
 
     name, _ = ref_parts(ref)
-    if name in (spec.blocks or {}) or _is_path_ref(name) or name in builtin_template_names():
+    if name in (spec.blocks or {}) or _is_path_ref(name):
         return "template"
     from archdsl import registry
 
     if registry.has("block", name):
         return "python"
-    return "template"  # load_template reports the unknown name with a did-you-mean
+    return "template"  # a built-in template, or load_template reports the unknown name
 
 
 def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:

@@ -1,0 +1,304 @@
+"""Generic token modules and the template primitives built from them.
+
+Every module here follows the token convention: ``forward(x: [B, N, C], hw: (H, W)) -> [B, N, C']``.
+The channel-only modules subclass the torch module they extend (``TokenLinear(nn.Linear)``, ...), so
+their parameters sit directly on them: a node ``{linear: 64, name: in_proj}`` gives the state-dict
+keys ``in_proj.weight`` / ``in_proj.bias``, like the official code.
+
+Primitives are registered as kind ``"primitive"``: ``fn(arg, ctx) -> (module, dim_out)``. ``arg`` is
+the node's value after template substitution (``None`` for a bare string node), ``ctx`` is the
+compiler's build context (duck-typed here, see :class:`archdsl.compiler.BuildContext`):
+``ctx.dim_in``, ``ctx.variables``, ``ctx.drop_path``, ``ctx.options(arg, defaults, what)``,
+``ctx.error(msg)`` and ``ctx.construct(kind, ref, *args)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
+from archdsl.registry import register
+
+# --------------------------------------------------------------------------------------------------
+# modules
+
+
+class TokenLinear(nn.Linear):
+    """``nn.Linear`` on tokens: ``[B, N, C_in] -> [B, N, C_out]`` (the grid is ignored)."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class TokenConv2d(nn.Conv2d):
+    """``nn.Conv2d`` applied on the token grid: ``[B, H*W, C_in] -> [B, H'*W', C_out]``.
+
+    With stride 1 and the default 'same' padding the grid is kept; with stride > 1 the module sets
+    ``returns_hw = True`` and returns ``(x, (H', W'))`` so sequences can track the new grid.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.returns_hw = self.stride != (1, 1)
+
+    def forward(self, x: torch.Tensor, hw: HW):  # type: ignore[override]
+        y, hw2 = map_to_tokens(super().forward(tokens_to_map(x, hw)))
+        return (y, hw2) if self.returns_hw else y
+
+
+class TokenLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dim of ``[B, N, C]``."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class TokenRMSNorm(nn.RMSNorm):
+    """RMSNorm over the channel dim of ``[B, N, C]``."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over channels of ``[B, N, C]`` (statistics over batch and tokens)."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Activation(nn.Module):
+    """A parameter-free elementwise function by name: relu, gelu, silu, sigmoid, tanh, identity."""
+
+    FUNCS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
+             "tanh": torch.tanh, "identity": lambda t: t}
+
+    def __init__(self, name: str):
+        super().__init__()
+        if name not in self.FUNCS:
+            raise ValueError(f"unknown activation '{name}'; expected one of {', '.join(self.FUNCS)}")
+        self.name = name
+        self.fn = self.FUNCS[name]
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm): in training, zero a sample's branch with probability
+    ``p`` and scale the kept ones by ``1 / (1 - p)``; identity in eval or when ``p == 0``."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"drop_path rate must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4g}"
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` taking ``(x, hw)``."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+class Mlp(nn.Module):
+    """timm-style MLP: ``fc1 (C -> hidden) -> act -> drop -> fc2 (hidden -> out) -> drop``."""
+
+    def __init__(self, dim: int, hidden: int, out: int, act: str = "gelu", drop: float = 0.0,
+                 bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.act = Activation(act)
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, out, bias=bias)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+# --------------------------------------------------------------------------------------------------
+# primitives (template node builders)
+
+
+def _int(v: Any, what: str, ctx: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ctx.error(f"{what} must be a positive integer, got {v!r}")
+    return v
+
+
+@register("primitive", "linear")
+def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{linear: N}`` or ``{linear: {out: N, bias: true}}``; ``out`` defaults to the input width."""
+    if arg is None or isinstance(arg, (int, str)) and not isinstance(arg, bool):
+        opts = {"out": arg, "bias": True}
+    else:
+        opts = ctx.options(arg, {"out": None, "bias": True}, "linear")
+    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "linear out", ctx)
+    return TokenLinear(ctx.dim_in, out, bias=bool(opts["bias"])), out
+
+
+@register("primitive", "conv")
+def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{conv: {out, kernel: 3, stride: 1, groups: 1, bias: true, padding: kernel // 2}}`` on the grid."""
+    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
+        arg = {"out": arg}
+    opts = ctx.options(arg, {"out": None, "kernel": 3, "stride": 1, "groups": 1, "bias": True,
+                             "padding": None}, "conv")
+    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx)
+    k = _int(opts["kernel"], "conv kernel", ctx)
+    pad = k // 2 if opts["padding"] is None else opts["padding"]
+    groups = _int(opts["groups"], "conv groups", ctx)
+    if ctx.dim_in % groups or out % groups:
+        raise ctx.error(f"conv groups {groups} must divide both widths {ctx.dim_in} -> {out}")
+    return TokenConv2d(ctx.dim_in, out, k, stride=_int(opts["stride"], "conv stride", ctx), padding=pad,
+                       groups=groups, bias=bool(opts["bias"])), out
+
+
+@register("primitive", "dwconv")
+def dwconv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{dwconv: {kernel: 3, bias: true, stride: 1}}`` (or ``{dwconv: 5}``): depthwise conv, width kept."""
+    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
+        arg = {} if arg is None else {"kernel": arg}
+    opts = ctx.options(arg, {"kernel": 3, "bias": True, "stride": 1}, "dwconv")
+    k = _int(opts["kernel"], "dwconv kernel", ctx)
+    d = ctx.dim_in
+    return TokenConv2d(d, d, k, stride=_int(opts["stride"], "dwconv stride", ctx), padding=k // 2,
+                       groups=d, bias=bool(opts["bias"])), d
+
+
+NORMS = ("layernorm", "batchnorm", "rmsnorm")
+
+
+def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
+    """A token norm by name (layernorm | batchnorm | rmsnorm)."""
+    if kind == "layernorm":
+        return TokenLayerNorm(dim, eps=1e-5 if eps is None else eps)
+    if kind == "batchnorm":
+        return TokenBatchNorm(dim, eps=1e-5 if eps is None else eps)
+    if kind == "rmsnorm":
+        return TokenRMSNorm(dim, eps=1e-6 if eps is None else eps)
+    raise ValueError(f"unknown norm '{kind}'; expected one of {', '.join(NORMS)}")
+
+
+@register("primitive", "norm")
+def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``norm`` (layernorm), ``{norm: layernorm|batchnorm|rmsnorm}`` or ``{norm: {type, eps}}``."""
+    if arg is None or isinstance(arg, str):
+        opts = {"type": arg or "layernorm", "eps": None}
+    else:
+        opts = ctx.options(arg, {"type": "layernorm", "eps": None}, "norm")
+    if opts["type"] not in NORMS:
+        from archdsl.spec.errors import did_you_mean
+
+        raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(opts['type'], NORMS)}; "
+                        f"expected one of {', '.join(NORMS)}")
+    return make_norm(opts["type"], ctx.dim_in, opts["eps"]), ctx.dim_in
+
+
+def _activation(name: str):
+    def build(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+        if arg is not None:
+            raise ctx.error(f"'{name}' takes no options (write it as a bare string), got {arg!r}")
+        return Activation(name), ctx.dim_in
+
+    build.__name__ = name
+    build.__doc__ = f"``{name}``: elementwise activation, width kept."
+    return build
+
+
+for _name in ("relu", "gelu", "silu", "sigmoid", "tanh", "identity"):
+    register("primitive", _name)(_activation(_name))
+
+
+@register("primitive", "mlp")
+def mlp(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{mlp: {ratio: 4, hidden: None, out: None, act: gelu, drop: 0, bias: true}}`` (fc1, fc2 like timm)."""
+    if arg is None or isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        arg = {} if arg is None else {"ratio": arg}
+    opts = ctx.options(arg, {"ratio": 4.0, "hidden": None, "out": None, "act": "gelu", "drop": 0.0,
+                             "bias": True}, "mlp")
+    d = ctx.dim_in
+    hidden = _int(opts["hidden"], "mlp hidden", ctx) if opts["hidden"] is not None else int(d * float(opts["ratio"]))
+    if hidden <= 0:
+        raise ctx.error(f"mlp hidden width must be positive, got {hidden} (dim {d} x ratio {opts['ratio']})")
+    out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx)
+    if opts["act"] not in Activation.FUNCS:
+        from archdsl.spec.errors import did_you_mean
+
+        raise ctx.error(f"unknown activation '{opts['act']}'{did_you_mean(opts['act'], Activation.FUNCS)}")
+    return Mlp(d, hidden, out, act=opts["act"], drop=float(opts["drop"]), bias=bool(opts["bias"])), out
+
+
+@register("primitive", "dropout")
+def dropout(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``dropout`` (rate ``$drop_rate``, default 0) or ``{dropout: 0.1}``."""
+    p = ctx.variables.get("drop_rate", 0.0) if arg is None else arg
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ctx.error(f"dropout rate must be a number in [0, 1), got {p!r}")
+    return Dropout(float(p)), ctx.dim_in
+
+
+@register("primitive", "drop_path")
+def drop_path(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``drop_path`` (this block's scheduled rate ``$drop_path``) or ``{drop_path: 0.1}``."""
+    p = ctx.drop_path if arg is None else arg
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ctx.error(f"drop_path rate must be a number in [0, 1), got {p!r}")
+    return DropPath(float(p)), ctx.dim_in
+
+
+def _split_ref(arg: Any, what: str, ctx: Any) -> Tuple[str, Dict[str, Any]]:
+    if isinstance(arg, str):
+        return arg, {}
+    if isinstance(arg, dict) and isinstance(arg.get("type"), str):
+        return arg["type"], {k: v for k, v in arg.items() if k != "type"}
+    raise ctx.error(f"{what} must be a name or a mapping with 'type', got {arg!r}")
+
+
+@register("primitive", "mixer")
+def mixer(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{mixer: $mixer}`` or ``{mixer: {type: NAME, heads: H, **options}}``: the registered mixer
+    ``cls(dim, heads, **options)``; ``heads`` defaults to ``$heads``. Width kept."""
+    if arg is None:
+        arg = ctx.variables.get("mixer")
+    name, opts = _split_ref(arg, "mixer", ctx)
+    heads = opts.pop("heads", ctx.variables.get("heads", 1))
+    return ctx.construct("mixer", name, (ctx.dim_in, heads), opts), ctx.dim_in
+
+
+@register("primitive", "posenc")
+def posenc(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{posenc: cpe}`` or ``{posenc: {type: ape, **options}}``: the registered ``cls(dim, **options)``."""
+    name, opts = _split_ref(arg, "posenc", ctx)
+    return ctx.construct("posenc", name, (ctx.dim_in,), opts), ctx.dim_in
+
+
+@register("primitive", "gate")
+def gate(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``gate`` or ``{gate: {act: sigmoid, proj: true, bias: true}}`` -> ``archdsl.layers.gates.Gate``."""
+    try:
+        from archdsl.layers.gates import Gate
+    except ImportError as e:  # pragma: no cover - gates.py is part of the package
+        raise ctx.error(f"the gate layer is not available: {e}") from e
+    if isinstance(arg, str):
+        arg = {"act": arg}
+    opts = ctx.options(arg or {}, {"act": "sigmoid", "proj": True, "bias": True}, "gate")
+    return ctx.construct_cls("gate", Gate, (ctx.dim_in,), opts), ctx.dim_in

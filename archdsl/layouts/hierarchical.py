@@ -1,0 +1,77 @@
+"""Hierarchical layout: stem, N stages (per-stage dims / depths / heads, optional per-stage block or
+mixer override), a downsample at the end of every stage but the last, head."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from archdsl.layouts.model import ArchModel, Stage
+
+DEFAULT_STEM = {"type": "patch_embed", "patch_size": 4, "norm": True}
+DEFAULT_DOWNSAMPLE = "patch_merging"
+DEFAULT_HEAD = "norm_pool_linear"
+
+
+def drop_path_schedule(rate: float, total: int) -> list:
+    """Stochastic depth per block: linear from 0 to ``rate`` over all ``total`` blocks (timm/MLLA)."""
+    return [float(r) for r in torch.linspace(0, float(rate), total, device="cpu").tolist()] if total else []
+
+
+def stem_reduction(stem: Any) -> int | None:
+    r = getattr(stem, "reduction", None) or getattr(stem, "patch_size", None)
+    return int(r) if isinstance(r, int) else None
+
+
+def build_posenc(spec: Any, c: Any, dim: int, grid: int | None) -> list:
+    """The spec's ``posenc`` (one ref or a list) built with ``cls(dim, **options)``; ``grid`` (the
+    stem's output grid at the spec's image size) is supplied to encodings that accept it (APE)."""
+    refs = spec.posenc
+    if refs is None:
+        return []
+    items = refs if isinstance(refs, list) else [refs]
+    out = []
+    for i, ref in enumerate(items):
+        path = ("posenc", i) if isinstance(refs, list) else ("posenc",)
+        defaults = {"grid": [grid, grid]} if grid else None
+        out.append(c.component("posenc", ref, path, (dim,), defaults=defaults))
+    return out
+
+
+def check_heads(spec: Any, dim: int, heads: int, path: tuple) -> None:
+    if heads < 1 or dim % heads:
+        raise spec.error(path, f"dim {dim} is not divisible by heads {heads}")
+
+
+def build_hierarchical(spec: Any, c: Any) -> ArchModel:
+    plan = spec.stage_plan()
+    dims = [int(p["dim"]) for p in plan]
+    dpr = drop_path_schedule(spec.drop_path or 0.0, sum(int(p["depth"]) for p in plan))
+    stem = c.component("stem", spec.stem or DEFAULT_STEM, ("stem",), (spec.in_chans, dims[0]))
+    r0 = stem_reduction(stem)
+    pos = build_posenc(spec, c, dims[0], math.ceil(spec.image_size / r0) if r0 else None)
+    dims_from_embed = spec.stages.embed_dim is not None and "dims" not in (spec.to_dict().get("stages") or {})
+    stages, k = [], 0
+    for i, p in enumerate(plan):
+        dim, heads = dims[i], int(p["heads"] or 1)
+        heads_path = ("stages", "heads", i) if isinstance((spec.to_dict().get("stages") or {}).get("heads"), list) \
+            else ("stages", "heads")
+        check_heads(spec, dim, heads, heads_path)
+        dim_path = ("stages", "embed_dim") if dims_from_embed else ("stages", "dims", i)
+        blocks = []
+        for j in range(int(p["depth"])):
+            blocks.append(c.block(ref=p["block"], ref_path=p["block_path"], mixer=p["mixer"],
+                                  mixer_path=p["mixer_path"], dim=dim, heads=heads, drop_path=dpr[k],
+                                  stage=i, index=j, dim_path=dim_path, heads_path=heads_path))
+            k += 1
+        ds = None
+        if i < len(plan) - 1:
+            ds = c.component("downsample", spec.downsample or DEFAULT_DOWNSAMPLE, ("downsample",),
+                             (dim, dims[i + 1]))
+        stages.append(Stage(blocks, ds))
+    head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dims[-1], spec.num_classes),
+                       defaults={"drop": spec.drop_rate})
+    reduction = r0 * 2 ** (len(plan) - 1) if r0 else None
+    return ArchModel(stem=stem, stages=stages, head=head, pos_embed=pos, spec=spec, layout="hierarchical",
+                     dims=dims, in_chans=spec.in_chans, image_size=spec.image_size, reduction=reduction)

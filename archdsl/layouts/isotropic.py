@@ -1,0 +1,32 @@
+"""Isotropic layout (ViT-like): patch-embedding stem, ``depth`` blocks of one width, optional
+positional encoding (e.g. APE) after the stem, head (mean-pooled, no class token)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from archdsl.layouts.hierarchical import (DEFAULT_HEAD, build_posenc, check_heads, drop_path_schedule,
+                                          stem_reduction)
+from archdsl.layouts.model import ArchModel, Stage
+
+
+def build_isotropic(spec: Any, c: Any) -> ArchModel:
+    dim, depth, heads = int(spec.dim), int(spec.depth), int(spec.heads or 1)
+    check_heads(spec, dim, heads, ("heads",))
+    if spec.stem is None:
+        stem_ref, defaults = {"type": "patch_embed", "patch_size": spec.patch_size}, None
+    else:
+        stem_ref, defaults = spec.stem, ({"patch_size": spec.patch_size} if spec.patch_size else None)
+    stem = c.component("stem", stem_ref, ("stem",), (spec.in_chans, dim), defaults=defaults)
+    r = stem_reduction(stem)
+    pos = build_posenc(spec, c, dim, math.ceil(spec.image_size / r) if r else None)
+    dpr = drop_path_schedule(spec.drop_path or 0.0, depth)
+    plan = spec.stage_plan()[0]
+    blocks = [c.block(ref=plan["block"], ref_path=plan["block_path"], mixer=plan["mixer"],
+                      mixer_path=plan["mixer_path"], dim=dim, heads=heads, drop_path=dpr[j], stage=0, index=j,
+                      dim_path=("dim",), heads_path=("heads",)) for j in range(depth)]
+    head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dim, spec.num_classes),
+                       defaults={"drop": spec.drop_rate})
+    return ArchModel(stem=stem, stages=[Stage(blocks, None)], head=head, pos_embed=pos, spec=spec,
+                     layout="isotropic", dims=[dim], in_chans=spec.in_chans, image_size=spec.image_size,
+                     reduction=r)

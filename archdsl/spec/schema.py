@@ -348,10 +348,11 @@ def validation_error_to_spec_error(exc: ValidationError, data: Any, locate: Call
     scored = []
     for i, e in enumerate(errors):
         path = _real_path(tuple(e["loc"]), data)
-        # prefer errors that reach deeper into the user's data; then pydantic's order
-        scored.append((-len(path), i, path, e))
-    scored.sort(key=lambda t: (t[0], t[1]))
-    _, _, path, err = scored[0]
+        # a misspelled key also makes a "missing" one: report the unknown key first; then prefer
+        # errors that reach deeper into the user's data; then pydantic's order
+        scored.append((e["type"] != "extra_forbidden", -len(path), i, path, e))
+    scored.sort(key=lambda t: t[:3])
+    path, err = scored[0][3], scored[0][4]
     kw = locate(path)
     kw["path"] = format_path(path) or None
     return SpecError(_message(err, path), **kw)

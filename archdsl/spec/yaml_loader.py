@@ -118,13 +118,15 @@ class _Builder:
             raise SpecError(f"invalid YAML value: {e}", **_mark_pos(self.file, node.start_mark).kwargs()) from None
 
     def _mapping(self, node: yaml.MappingNode, path: PathT) -> dict:
+        n_own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         try:
             self.loader.flatten_mapping(node)  # `<<:` merge keys, as safe_load does
         except yaml.YAMLError as e:
             raise _yaml_error(e, self.file) from None
+        n_merged = len(node.value) - n_own  # merged pairs come first; own keys override them
         out: dict = {}
         first: dict = {}
-        for key_node, value_node in node.value:
+        for i, (key_node, value_node) in enumerate(node.value):
             kpos = _mark_pos(self.file, key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError("a mapping key must be a plain scalar (not a list or mapping)", **kpos.kwargs(),
@@ -134,6 +136,10 @@ class _Builder:
                 hash(key)
             except TypeError:
                 raise SpecError(f"unhashable mapping key {key!r}", **kpos.kwargs()) from None
+            if i < n_merged:
+                self.positions[path + (key,)] = kpos
+                out[key] = self.build(value_node, path + (key,))
+                continue
             if key in first:
                 raise SpecError(f"duplicate key '{key}' (first at line {first[key].line})", **kpos.kwargs(),
                                 path=format_path(path + (key,)))

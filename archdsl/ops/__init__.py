@@ -21,3 +21,9 @@ from .softmax_attention import (
     window_partition,
     window_reverse,
 )
+from .selective_scan import (
+    last_backend as selective_scan_last_backend,
+    selective_scan,
+    selective_scan_backend,
+    selective_scan_ref,
+)

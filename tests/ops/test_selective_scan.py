@@ -1,0 +1,162 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archdsl.ops.selective_scan import (
+    cpp_available,
+    cpp_build_error,
+    last_backend,
+    selective_scan,
+    selective_scan_ref,
+)
+from archdsl.ops.testing import assert_close
+
+
+def _backends():
+    params = [pytest.param("chunked", id="chunked")]
+    skip = pytest.mark.skipif(not cpp_available(), reason=f"C++ kernel unavailable: {cpp_build_error()}")
+    params.append(pytest.param("cpp", id="cpp", marks=skip))
+    return params
+
+
+BACKENDS = _backends()
+
+
+def _inputs(batch, dim, N, L, groups=0, dtype=torch.float32, softplus=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, dim, L, generator=g, dtype=dtype)
+    if softplus:
+        delta = torch.randn(batch, dim, L, generator=g, dtype=dtype) * 0.5 - 1.0
+    else:
+        delta = torch.rand(batch, dim, L, generator=g, dtype=dtype) * 0.2 + 0.01
+    A = -torch.exp(torch.randn(dim, N, generator=g, dtype=dtype) * 0.5)
+    shape = (batch, N, L) if groups == 0 else (batch, groups, N, L)
+    B = torch.randn(*shape, generator=g, dtype=dtype)
+    C = torch.randn(*shape, generator=g, dtype=dtype)
+    D = torch.randn(dim, generator=g, dtype=dtype)
+    z = torch.randn(batch, dim, L, generator=g, dtype=dtype)
+    bias = torch.randn(dim, generator=g, dtype=dtype) * 0.3
+    return u, delta, A, B, C, D, z, bias
+
+
+CASES = [
+    # batch, dim, N, L, groups, use D/z/bias, softplus
+    (2, 4, 3, 63, 0, True, True),
+    (1, 6, 16, 64, 0, False, False),
+    (2, 8, 4, 17, 2, True, True),
+    (3, 4, 5, 1, 4, True, False),
+    (2, 4, 8, 130, 1, False, True),
+]
+IDS = [f"B{b}-D{d}-N{n}-L{l}-G{g}{'-Dzb' if e else ''}{'-sp' if s else ''}" for b, d, n, l, g, e, s in CASES]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch,dim,N,L,groups,extras,softplus", CASES, ids=IDS)
+def test_fast_matches_reference(backend, batch, dim, N, L, groups, extras, softplus):
+    u, delta, A, B, C, D, z, bias = _inputs(batch, dim, N, L, groups, softplus=softplus)
+    kw = dict(D=D, z=z, delta_bias=bias) if extras else {}
+    leaves = [u, delta, A, B, C] + ([D, z, bias] if extras else [])
+    names = ["u", "delta", "A", "B", "C"] + (["D", "z", "delta_bias"] if extras else [])
+
+    def run(fn, **extra):
+        xs = [t.detach().clone().requires_grad_() for t in leaves]
+        args = dict(zip(names, xs))
+        out, last = fn(
+            args["u"], args["delta"], args["A"], args["B"], args["C"],
+            D=args.get("D"), z=args.get("z"), delta_bias=args.get("delta_bias"),
+            delta_softplus=softplus, return_last_state=True, **extra,
+        )
+        g = torch.Generator().manual_seed(1)
+        w_out = torch.randn(out.shape, generator=g)
+        w_last = torch.randn(last.shape, generator=g)
+        ((out * w_out).sum() + (last * w_last).sum()).backward()
+        return out, last, [x.grad for x in xs]
+
+    ref_out, ref_last, ref_grads = run(selective_scan_ref)
+    out, last, grads = run(selective_scan, backend=backend)
+    assert last_backend().startswith(backend)
+    assert out.dtype == u.dtype and last.shape == (batch, dim, N)
+    assert_close("out", ref_out, out, atol=1e-4)
+    assert_close("last_state", ref_last, last, atol=1e-4)
+    for name, r, o in zip(names, ref_grads, grads):
+        assert_close(f"d{name}", r, o, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("groups", [0, 2], ids=["G0", "G2"])
+def test_gradcheck_float64(backend, groups):
+    u, delta, A, B, C, D, z, bias = _inputs(1, 4, 3, 9, groups, dtype=torch.float64)
+    xs = [t.requires_grad_() for t in (u, delta, A, B, C, D, z, bias)]
+
+    def f(u, delta, A, B, C, D, z, bias):
+        out, last = selective_scan(
+            u, delta, A, B, C, D, z, bias, delta_softplus=True, return_last_state=True, backend=backend
+        )
+        return out, last
+
+    assert torch.autograd.gradcheck(f, xs, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_half_input_returns_input_dtype(backend):
+    u, delta, A, B, C, D, z, bias = _inputs(1, 4, 4, 20)
+    ref = selective_scan_ref(u, delta, A, B, C, D, delta_softplus=True)
+    out = selective_scan(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), D, delta_softplus=True, backend=backend)
+    assert out.dtype == torch.bfloat16
+    ref_b = selective_scan_ref(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), D, delta_softplus=True)
+    assert_close("bf16", ref_b.float(), out.float(), atol=2e-2)
+    assert (ref - out.float()).abs().max() < 0.1
+
+
+def test_reference_is_the_recurrence():
+    # One channel, one state, written out by hand.
+    u = torch.tensor([[[1.0, 2.0, -1.0]]])
+    delta = torch.tensor([[[0.5, 0.1, 1.0]]])
+    A = torch.tensor([[-2.0]])
+    B = torch.tensor([[[1.0, -1.0, 2.0]]])
+    C = torch.tensor([[[3.0, 1.0, 0.5]]])
+    h, ys = 0.0, []
+    for t in range(3):
+        h = torch.exp(delta[0, 0, t] * A[0, 0]) * h + delta[0, 0, t] * B[0, 0, t] * u[0, 0, t]
+        ys.append(C[0, 0, t] * h)
+    out, last = selective_scan_ref(u, delta, A, B, C, return_last_state=True)
+    assert torch.allclose(out[0, 0], torch.stack(ys))
+    assert torch.allclose(last[0, 0, 0], h)
+    z = torch.tensor([[[0.3, -1.0, 2.0]]])
+    out2 = selective_scan_ref(u, delta, A, B, C, D=torch.tensor([0.7]), z=z)
+    assert torch.allclose(out2, (out + 0.7 * u) * F.silu(z))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_large_decay_is_stable(backend):
+    # Decays far beyond exp() range inside a chunk: the fast path must stay finite and exact.
+    u, delta, A, B, C, *_ = _inputs(1, 3, 4, 100, softplus=False)
+    delta = delta * 50.0
+    A = A * 10.0
+    ref = selective_scan_ref(u, delta, A, B, C)
+    out = selective_scan(u, delta, A, B, C, backend=backend)
+    assert_close("out", ref, out, atol=1e-4)
+
+
+def test_auto_backend_is_reported():
+    u, delta, A, B, C, *_ = _inputs(1, 2, 2, 5)
+    selective_scan(u, delta, A, B, C)
+    expected = "cpp" if cpp_available() else "chunked"
+    assert last_backend().startswith(expected)
+    assert selective_scan.last_backend == last_backend()
+    selective_scan(u, delta, A, B, C, backend="chunked", chunk_size=4)
+    assert last_backend() == "chunked(T=4)"
+
+
+def test_argument_errors():
+    u, delta, A, B, C, D, z, bias = _inputs(2, 4, 3, 6)
+    with pytest.raises(ValueError, match=r"A must be \(dim=4, d_state\); got shape \(3, 3\)"):
+        selective_scan(u, delta, A[:3], B, C)
+    with pytest.raises(ValueError, match=r"B must be \(batch=2, d_state=3, L=6\)"):
+        selective_scan(u, delta, A, B[..., :5], C)
+    with pytest.raises(ValueError, match="groups dividing dim=4"):
+        selective_scan(u, delta, A, B.unsqueeze(1).expand(2, 3, 3, 6), C)
+    with pytest.raises(ValueError, match=r"D must be \(dim=4,\)"):
+        selective_scan(u, delta, A, B, C, D=D[:2])
+    with pytest.raises(ValueError, match="unknown selective_scan backend 'fast'"):
+        selective_scan(u, delta, A, B, C, backend="fast")

@@ -8,9 +8,13 @@ Shared option: ``positional`` (a list of "rope2d" / "lepe") where it makes sense
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Tuple
 
-__all__ = ["check_dim_heads", "parse_positional"]
+import torch
+from torch import nn
+
+__all__ = ["check_dim_heads", "parse_positional", "auto_rank", "init_dt_projection"]
 
 
 def check_dim_heads(dim: int, heads: int) -> int:
@@ -36,3 +40,24 @@ def parse_positional(positional: Iterable[str] | str | None, allowed: Tuple[str,
     if len(set(items)) != len(items):
         raise ValueError(f"positional lists an encoding twice: {list(items)}")
     return items
+
+
+def auto_rank(dim: int) -> int:
+    """Mamba's dt_rank rule: ceil(dim / 16)."""
+    return math.ceil(dim / 16)
+
+
+def init_dt_projection(proj: nn.Linear, rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
+                       dt_init_floor: float = 1e-4, dt_scale: float = 1.0) -> None:
+    """Mamba's dt_proj init (REFERENCE.md §6) in place: weight U(±rank^-0.5·dt_scale); bias =
+    softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], floored at dt_init_floor. The bias gets
+    ``_no_reinit = True`` (Mamba's flag) so a model-level init can leave it alone."""
+    if not 0 < dt_min <= dt_max:
+        raise ValueError(f"need 0 < dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}")
+    std = rank ** -0.5 * dt_scale
+    with torch.no_grad():
+        nn.init.uniform_(proj.weight, -std, std)
+        dt = torch.exp(torch.rand(proj.out_features) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+    proj.bias._no_reinit = True  # type: ignore[attr-defined]

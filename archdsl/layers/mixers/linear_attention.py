@@ -24,7 +24,6 @@ Scaling: the non-causal form uses MLLA's 1/N on kᵀv (cancels when normalised);
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -32,10 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule
-from archdsl.layers.mixers import check_dim_heads, parse_positional
+from archdsl.layers.mixers import auto_rank, check_dim_heads, init_dt_projection, parse_positional
 from archdsl.layers.posenc import LePE, RoPE2d
 from archdsl.ops.linear_attention import FEATURE_MAP_NAMES, feature_map as get_feature_map
 from archdsl.ops.linear_attention import linear_attention as linear_attention_op
+from archdsl.ops.scan_order import cross_merge, cross_scan
+from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
 
 SCAN_ORDERS = {
@@ -44,24 +45,6 @@ SCAN_ORDERS = {
     "cross4": ("row", "col", "row_reverse", "col_reverse"),
 }
 DELTA_FLOOR = 1e-4  # Δ floor on the paths that divide by Δ (forget gate without input gate; Z)
-
-
-def auto_rank(dim: int) -> int:
-    """Mamba's dt_rank rule: ceil(dim / 16)."""
-    return math.ceil(dim / 16)
-
-
-def init_delta_projection(up: nn.Linear, rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
-                          dt_init_floor: float = 1e-4, dt_scale: float = 1.0) -> None:
-    """Mamba's dt_proj init (REFERENCE.md §6): weight U(±rank^-0.5·dt_scale); bias =
-    softplus⁻¹(dt), dt log-uniform in [dt_min, dt_max] floored at dt_init_floor."""
-    std = rank ** -0.5 * dt_scale
-    with torch.no_grad():
-        nn.init.uniform_(up.weight, -std, std)
-        dt = torch.exp(torch.rand(up.out_features) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
-        dt = dt.clamp(min=dt_init_floor)
-        up.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
-    up.bias._no_reinit = True  # type: ignore[attr-defined]  # tells a model-level init to keep it
 
 
 @register("mixer", "linear_attention")
@@ -138,7 +121,7 @@ class LinearAttention(TokenModule):
         if self.input_gate or forget_gate is True:
             self.delta_down = nn.Linear(dim, gate_rank, bias=False)  # W1 (C x C0)
             self.delta_up = nn.Linear(gate_rank, dim, bias=True)  # W2 (C0 x C) + bias
-            init_delta_projection(self.delta_up, gate_rank)
+            init_dt_projection(self.delta_up, gate_rank)
         self.A_log: Optional[nn.Parameter] = None
         self.decay_proj: Optional[nn.Linear] = None
         if forget_gate is True:  # A = -exp(A_log) [C, d], S4D-real init log(1..d)
@@ -147,7 +130,7 @@ class LinearAttention(TokenModule):
             self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         elif forget_gate == "scalar":  # one decay per head: -exp(A_log[h]) * softplus(x w_h + b_h)
             self.decay_proj = nn.Linear(dim, heads, bias=True)
-            init_delta_projection(self.decay_proj, dim)
+            init_dt_projection(self.decay_proj, dim)
             self.A_log = nn.Parameter(torch.zeros(heads))  # A = -1 at init (Mamba-2 samples [1, 16])
             self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D = nn.Parameter(torch.ones(dim)) if shortcut else None
@@ -157,6 +140,7 @@ class LinearAttention(TokenModule):
         self.lepe = LePE(dim) if "lepe" in self.positional else None
         self.proj = nn.Linear(dim, dim) if out_proj else None
         self.proj_drop = nn.Dropout(proj_drop) if out_proj else None
+        self.backend: Optional[str] = None  # the scan kernel of the last forward (forget-gate paths)
 
     # ------------------------------------------------------------------ pieces
     def features(self, x: torch.Tensor):
@@ -218,16 +202,12 @@ class LinearAttention(TokenModule):
 
     def _to_scan(self, t: torch.Tensor, hw: HW) -> torch.Tensor:
         """[B, N, E] (row-major) -> [B*K, E, L]: the K scan orders folded into the batch."""
-        from archdsl.ops.scan_order import cross_scan
-
         B, N, E = t.shape
         m = t.transpose(1, 2).reshape(B, E, hw[0], hw[1])
         return cross_scan(m, self.directions).reshape(B * len(self.directions), E, N)
 
     def _from_scan(self, y: torch.Tensor, hw: HW) -> torch.Tensor:
         """[B*K, E, L] -> [B, N, E]: back to row-major, averaged over the K directions."""
-        from archdsl.ops.scan_order import cross_merge
-
         K = len(self.directions)
         y = y.reshape(-1, K, y.shape[-2], y.shape[-1])
         out = cross_merge(y, hw[0], hw[1], self.directions) / K  # [B, E, L]
@@ -235,10 +215,8 @@ class LinearAttention(TokenModule):
 
     def _selective_scan_path(self, q, k, qr, kr, v, delta, hw):
         """Mamba-1 forget gate: h_i = exp(Δ_i A) ⊙ h_{i-1} + k_iᵀ (gated v)_i, y_i = q_i h_i."""
-        from archdsl.ops.selective_scan import selective_scan
-
         h, d = self.heads, self.key_dim
-        A = -torch.exp(self.A_log.float())  # [C, d]
+        A = -torch.exp(self.A_log)  # [C, d]
         divides = self.normalize or not self.input_gate
         dlt = delta.clamp_min(DELTA_FLOOR) if divides else delta
         # selective_scan multiplies its input by Δ: feed v (input gate on) or v / Δ (off).
@@ -250,6 +228,7 @@ class LinearAttention(TokenModule):
 
         dl = self._to_scan(dlt, hw)
         y = selective_scan(self._to_scan(u, hw), dl, A, grouped(kr), grouped(qr))  # [B*K, C, L]
+        self.backend = last_backend()
         if self.normalize:
             ones = self._to_scan(1.0 / dlt, hw)
             z = selective_scan(ones, dl, A, grouped(k), grouped(q))  # Z_i = Σ decay·k, dotted with q_i
@@ -285,4 +264,5 @@ class LinearAttention(TokenModule):
                 f"normalize={self.normalize}, input_gate={self.input_gate}"
                 f"{f' (rank {self.gate_rank})' if self.input_gate else ''}, forget_gate={fg}, "
                 f"shortcut={self.D is not None}, v_proj={self.v is not None}, out_proj={self.proj is not None}, "
-                f"positional={list(self.positional)}, path={self.path}")
+                f"positional={list(self.positional)}, path={self.path}"
+                f"{f' (last backend: {self.backend})' if self.backend else ''}")

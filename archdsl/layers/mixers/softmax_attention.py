@@ -67,7 +67,7 @@ class SoftmaxAttention(TokenModule):
             shift_n = shift
         else:
             raise ValueError(f"shift must be a bool or an integer; got {shift!r}")
-        if shift_n and not ws:
+        if shift and not ws:
             raise ValueError("shift needs window_size (global attention has no windows to shift)")
         if ws and not 0 <= shift_n < ws:
             raise ValueError(f"shift must be in [0, window_size {ws}); got {shift_n}")

@@ -228,13 +228,15 @@ class BuildContext:
                                  f"valid options: {', '.join(defaults)}", (k,))
         return {**defaults, **arg}
 
-    def construct(self, kind: str, name: str, args: Sequence[Any], options: Dict[str, Any]) -> nn.Module:
+    def construct(self, kind: str, name: str, args: Sequence[Any], options: Dict[str, Any],
+                  name_at: PathT = ()) -> nn.Module:
         """Build registered ``kind`` ``name`` as ``cls(*args, **options)``: unknown names and
-        option keys become located SpecErrors, constructor ValueError/TypeError too."""
+        option keys become located SpecErrors, constructor ValueError/TypeError too. ``name_at``:
+        where the name is written relative to this node (``("type",)`` for ``{type: name}``)."""
         try:
             target = registry.get(kind, name)
         except SpecError as e:
-            raise self.error(e.message) from None
+            raise self.error(e.message, name_at) from None
         return self.construct_cls(f"{kind} '{name}'", target, args, options, name=name)
 
     def construct_cls(self, what: str, target: Any, args: Sequence[Any], options: Dict[str, Any],
@@ -525,13 +527,11 @@ def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any
     if isinstance(spec_or_path, (str, Path)):
         spec = spec_mod.load_spec(str(spec_or_path), overrides, image_size=image_size)
     elif isinstance(spec_or_path, dict):
-        spec = spec_mod.load_spec_dict(spec_or_path)
-        if overrides:
-            raise SpecError("overrides are only supported together with a spec file path; apply them to the dict")
+        spec = spec_mod.load_spec_dict(spec_or_path, overrides=overrides, image_size=image_size)
     else:
         spec = spec_or_path
         if overrides:
-            raise SpecError("overrides are only supported together with a spec file path")
+            raise SpecError("overrides need a spec file path or a dict (a loaded spec is already resolved)")
     if image_size is not None:
         spec.image_size = int(image_size)
     if device is not None and str(device) == "meta":

@@ -279,16 +279,21 @@ def mixer(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     ``cls(dim, heads, **options)``; ``heads`` defaults to ``$heads``. Width kept."""
     if arg is None:
         arg = ctx.variables.get("mixer")
+    if arg is None:
+        raise ctx.error("this block has a {mixer: ...} node but the spec gives no 'mixer' (add e.g. "
+                        "mixer: {type: linear_attention})")
     name, opts = _split_ref(arg, "mixer", ctx)
     heads = opts.pop("heads", ctx.variables.get("heads", 1))
-    return ctx.construct("mixer", name, (ctx.dim_in, heads), opts), ctx.dim_in
+    at = ("type",) if isinstance(arg, dict) else ()
+    return ctx.construct("mixer", name, (ctx.dim_in, heads), opts, name_at=at), ctx.dim_in
 
 
 @register("primitive", "posenc")
 def posenc(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{posenc: cpe}`` or ``{posenc: {type: ape, **options}}``: the registered ``cls(dim, **options)``."""
     name, opts = _split_ref(arg, "posenc", ctx)
-    return ctx.construct("posenc", name, (ctx.dim_in,), opts), ctx.dim_in
+    at = ("type",) if isinstance(arg, dict) else ()
+    return ctx.construct("posenc", name, (ctx.dim_in,), opts, name_at=at), ctx.dim_in
 
 
 @register("primitive", "gate")

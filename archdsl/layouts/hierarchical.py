@@ -19,9 +19,25 @@ def drop_path_schedule(rate: float, total: int) -> list:
     return [float(r) for r in torch.linspace(0, float(rate), total, device="cpu").tolist()] if total else []
 
 
-def stem_reduction(stem: Any) -> int | None:
+def stem_reduction(stem: Any, in_chans: int = 3) -> int | None:
+    """The stem's total stride: its ``reduction`` / ``patch_size`` attribute, else measured by one
+    eval-mode pass of a 64x64 image (no statistics updated); None if it cannot be told."""
     r = getattr(stem, "reduction", None) or getattr(stem, "patch_size", None)
-    return int(r) if isinstance(r, int) else None
+    if isinstance(r, int):
+        return r
+    p = next(iter(stem.parameters()), None)
+    probe = torch.zeros(1, in_chans, 64, 64, device=p.device if p is not None else "cpu")
+    was = stem.training
+    try:
+        stem.eval()
+        with torch.no_grad():
+            _, (h, w) = stem(probe)
+        h, w = int(h), int(w)
+    except Exception:  # a stem that cannot take 64x64: no check
+        return None
+    finally:
+        stem.train(was)
+    return 64 // h if h and w and 64 % h == 0 and h == w else None
 
 
 def build_posenc(spec: Any, c: Any, dim: int, grid: int | None) -> list:
@@ -49,7 +65,7 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     dims = [int(p["dim"]) for p in plan]
     dpr = drop_path_schedule(spec.drop_path or 0.0, sum(int(p["depth"]) for p in plan))
     stem = c.component("stem", spec.stem or DEFAULT_STEM, ("stem",), (spec.in_chans, dims[0]))
-    r0 = stem_reduction(stem)
+    r0 = stem_reduction(stem, spec.in_chans)
     pos = build_posenc(spec, c, dims[0], math.ceil(spec.image_size / r0) if r0 else None)
     dims_from_embed = spec.stages.embed_dim is not None and "dims" not in (spec.to_dict().get("stages") or {})
     stages, k = [], 0

@@ -18,7 +18,7 @@ def build_isotropic(spec: Any, c: Any) -> ArchModel:
     else:
         stem_ref, defaults = spec.stem, ({"patch_size": spec.patch_size} if spec.patch_size else None)
     stem = c.component("stem", stem_ref, ("stem",), (spec.in_chans, dim), defaults=defaults)
-    r = stem_reduction(stem)
+    r = stem_reduction(stem, spec.in_chans)
     pos = build_posenc(spec, c, dim, math.ceil(spec.image_size / r) if r else None)
     dpr = drop_path_schedule(spec.drop_path or 0.0, depth)
     plan = spec.stage_plan()[0]

@@ -1,0 +1,130 @@
+"""``archdsl build SPEC [--set K=V ...] [--image-size N] [--json] [--resolved] [--weights FILE]
+[--seed S] [--batch-size B]``: compile a spec, run one forward pass on a dummy batch and print a
+per-stage table (output shape, parameters, MACs) with totals.
+
+``--json`` prints one object on stdout: name, layout, params, macs (batch 1), image_size,
+input_shape, output_shape, batch_size, seed, stages (the table rows). ``--resolved`` prints the fully
+resolved spec (extends merged, overrides applied, templates inlined) as YAML, after checking that it
+compiles. ``--weights`` loads a state-dict file strictly (missing / unexpected / mis-shaped keys are a
+user error, exit 2). MACs = FlopCounterMode FLOPs / 2 (see archdsl.analysis.summary).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+from archdsl.spec.errors import SpecError
+
+MAX_LISTED = 5
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("build", help="compile a spec, run a dummy forward pass, print params / MACs",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("spec", metavar="SPEC", help="spec YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set stages.depths=[1,1,2,1] (repeatable)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: the spec's image_size)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--resolved", action="store_true", help="print the fully resolved spec as YAML and exit")
+    p.add_argument("--weights", default=None, metavar="FILE", help="load a state dict (strict) before the pass")
+    p.add_argument("--seed", type=int, default=0, help="seed for the weight init (default 0)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch of the dummy forward pass (default 1)")
+    return p
+
+
+def load_weights(model: Any, path: str) -> None:
+    """Strictly load a state dict saved with ``torch.save`` (bare, or under "model"/"state_dict").
+    Problems raise SpecError naming at most a few keys of each kind."""
+    import torch
+
+    from archdsl.cli import UserError
+
+    if not Path(path).is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unreadable / not a torch file
+        raise UserError(f"cannot read weights file {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    if isinstance(state, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: expected a state dict (name -> tensor)")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    for what, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if items:
+            more = f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{len(items)} {what} key(s): {', '.join(items[:MAX_LISTED])}{more}")
+    if problems:
+        raise UserError(f"{path} does not fit this model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _table(info: Dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{info['name']} ({info['layout']}) at {info['image_size']}x{info['image_size']}, batch 1")
+    t.add_column("part")
+    t.add_column("output shape")
+    t.add_column("params", justify="right")
+    t.add_column("MACs", justify="right")
+    for r in info["stages"]:
+        t.add_row(r["name"], str(tuple(r["output_shape"])), f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f}M")
+    t.add_section()
+    t.add_row("total", str(tuple(info["output_shape"])), f"{info['params']:,} ({info['params'] / 1e6:.2f}M)",
+              f"{info['macs'] / 1e9:.3f}G")
+    Console().print(t)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from archdsl.analysis.summary import summarize
+    from archdsl.cli import UserError
+    from archdsl.compiler import build_model
+    from archdsl.spec import dump_resolved, load_spec
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.image_size is not None and args.image_size < 1:
+        raise UserError(f"--image-size must be >= 1, got {args.image_size}")
+    spec = load_spec(args.spec, args.overrides, image_size=args.image_size)
+    if args.resolved:
+        build_model(spec, device="meta")  # the resolved text must compile
+        sys.stdout.write(dump_resolved(spec))
+        return 0
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    if args.weights:
+        load_weights(model, args.weights)
+    size = int(spec.image_size)
+    model.eval()
+    x = torch.randn(args.batch_size, int(spec.in_chans), size, size)
+    try:
+        model.check_input(x)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    with torch.no_grad():
+        y = model(x)
+    summary = summarize(model, size)
+    info = {"name": model.name, "layout": spec.layout, "params": summary["params"], "macs": summary["macs"],
+            "image_size": size, "input_shape": list(x.shape), "output_shape": list(y.shape),
+            "batch_size": args.batch_size, "seed": args.seed, "weights": args.weights,
+            "stages": summary["rows"]}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        _table(info)
+    return 0

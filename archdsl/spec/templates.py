@@ -327,7 +327,7 @@ def _arith(expr: ast.AST, env: dict) -> Any:
     if isinstance(expr, ast.Name) and expr.id in env:
         v = env[expr.id]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"'${expr.id}' is {v!r}, not a number")
+            raise ValueError(f"'${expr.id[len('__v_'):]}' is {v!r}, not a number")
         return v
     if isinstance(expr, ast.BinOp) and type(expr.op) in _BINOPS:
         a, b = _arith(expr.left, env), _arith(expr.right, env)

@@ -122,6 +122,9 @@ class LinearAttention(TokenModule):
             self.delta_down = nn.Linear(dim, gate_rank, bias=False)  # W1 (C x C0)
             self.delta_up = nn.Linear(gate_rank, dim, bias=True)  # W2 (C0 x C) + bias
             init_dt_projection(self.delta_up, gate_rank)
+            # keep Mamba's init (x_proj default, dt_proj special) under a model-level re-init
+            self.delta_down.archdsl_self_init = True  # type: ignore[attr-defined]
+            self.delta_up.archdsl_self_init = True  # type: ignore[attr-defined]
         self.A_log: Optional[nn.Parameter] = None
         self.decay_proj: Optional[nn.Linear] = None
         if forget_gate is True:  # A = -exp(A_log) [C, d], S4D-real init log(1..d)
@@ -131,6 +134,7 @@ class LinearAttention(TokenModule):
         elif forget_gate == "scalar":  # one decay per head: -exp(A_log[h]) * softplus(x w_h + b_h)
             self.decay_proj = nn.Linear(dim, heads, bias=True)
             init_dt_projection(self.decay_proj, dim)
+            self.decay_proj.archdsl_self_init = True  # type: ignore[attr-defined]
             self.A_log = nn.Parameter(torch.zeros(heads))  # A = -1 at init (Mamba-2 samples [1, 16])
             self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D = nn.Parameter(torch.ones(dim)) if shortcut else None

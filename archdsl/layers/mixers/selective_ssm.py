@@ -47,6 +47,8 @@ class SelectiveSSM(TokenModule):
     S = d_state, R = dt_rank ("auto" = ceil(d_model / 16), d_model defaults to C).
     """
 
+    archdsl_self_init = True  # keep Mamba's initialisation under the compiler's model-level init
+
     def __init__(
         self,
         dim: int,

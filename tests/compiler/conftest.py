@@ -1,0 +1,18 @@
+"""Registers the tiny test mixer for this folder's session and removes it afterwards (so other test
+folders' "every registered mixer" suites do not see it)."""
+from __future__ import annotations
+
+import pytest
+
+from archdsl import registry
+from compiler_helpers import TEST_MIXER, TinyMixer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_mixer():
+    registry._ensure_builtins()
+    registry.register("mixer", TEST_MIXER, override=True)(TinyMixer)
+    yield
+    registry._REGISTRY["mixer"].pop(TEST_MIXER, None)
+
+

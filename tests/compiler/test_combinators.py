@@ -1,0 +1,120 @@
+"""seq / residual / branch (mul, add, concat), names in the state dict, width checks with locations."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archdsl.compiler import build_model
+from archdsl.spec import load_spec
+from archdsl.spec.errors import SpecError
+
+from compiler_helpers import first_block, iso_spec, nparams
+
+HW = (3, 5)
+
+
+def lin(blk, key, x):
+    m = blk._modules[key]
+    return F.linear(x, m.weight, m.bias)
+
+
+def test_seq_and_explicit_seq_and_positional_keys():
+    blk = first_block(build_model(iso_spec([{"linear": 16}, {"seq": [{"linear": 8}, "gelu"]}])))
+    assert set(blk.state_dict()) == {"0.weight", "0.bias", "1_0.weight", "1_0.bias"}
+    x = torch.randn(2, 15, 8)
+    torch.testing.assert_close(blk(x, HW), F.gelu(lin(blk, "1_0", lin(blk, "0", x))))
+
+
+def test_residual_adds_input():
+    blk = first_block(build_model(iso_spec([{"residual": [{"norm": "layernorm", "name": "n"},
+                                                          {"linear": 8, "name": "f"}]}])))
+    assert set(blk.state_dict()) == {"n.weight", "n.bias", "f.weight", "f.bias"}  # no level for residual
+    x = torch.randn(2, 15, 8)
+    torch.testing.assert_close(blk(x, HW), x + lin(blk, "f", F.layer_norm(x, (8,), blk.n.weight, blk.n.bias)))
+
+
+@pytest.mark.parametrize("merge", ["mul", "add", "concat"])
+def test_branch_merges(merge):
+    body = [{"branch": {"a": {"linear": 8, "name": "pa"}, "b": [{"linear": 8}, "silu"], "merge": merge}}]
+    if merge == "concat":
+        body.append({"linear": 8, "name": "out"})  # 16 -> 8 so the block keeps its width
+    blk = first_block(build_model(iso_spec(body)))
+    x = torch.randn(2, 15, 8)
+    a, b = lin(blk, "pa", x), F.silu(lin(blk, "0_b_0", x))
+    ref = {"mul": a * b, "add": a + b, "concat": torch.cat([a, b], -1)}[merge]
+    if merge == "concat":
+        assert blk.out.weight.shape == (8, 16)
+        ref = lin(blk, "out", ref)
+    torch.testing.assert_close(blk(x, HW), ref)
+
+
+def test_named_combinator_opens_a_level():
+    blk = first_block(build_model(iso_spec([{"residual": [{"linear": 8, "name": "fc"}, "gelu"], "name": "res"}])))
+    assert set(blk.state_dict()) == {"res.fc.weight", "res.fc.bias"}
+    x = torch.randn(2, 15, 8)
+    torch.testing.assert_close(blk(x, HW), x + F.gelu(lin(blk.res, "fc", x)))
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_residual_width_error_is_located_in_the_template(tmp_path):
+    write(tmp_path, "wide.yaml", "block: wide\nbody:\n  - residual: {linear: 16}\n")
+    spec = write(tmp_path, "s.yaml", "layout: isotropic\npatch_size: 4\ndim: 8\ndepth: 1\nheads: 2\n"
+                                     "image_size: 16\nblock: wide.yaml\n")
+    with pytest.raises(SpecError) as e:
+        build_model(str(spec))
+    msg = str(e.value)
+    assert "wide.yaml:3:5: body.0.residual: residual: body changes width 8 -> 16" in msg
+    assert "(in stage 0 block 0, dim 8)" in msg
+
+
+def test_branch_width_mismatch_and_block_width(tmp_path):
+    spec = write(tmp_path, "s.yaml", """\
+layout: isotropic
+patch_size: 4
+dim: 8
+depth: 1
+heads: 2
+image_size: 16
+block: t
+blocks:
+  t:
+    body:
+      - branch:
+          a: {linear: 8}
+          b: {linear: 4}
+          merge: mul
+""")
+    with pytest.raises(SpecError, match=r"s.yaml:11:9: blocks.t.body.0.branch: branch: merge 'mul' needs "
+                                        r"equal widths, got a: 8, b: 4"):
+        build_model(str(spec))
+    d = iso_spec([{"linear": 16}])
+    with pytest.raises(SpecError, match=r"block 't' must keep the width: body changes 8 -> 16"):
+        build_model(d)
+    d = iso_spec([{"conv": {"stride": 2}}])
+    with pytest.raises(SpecError, match=r"must keep the token grid"):
+        build_model(d)
+
+
+def test_duplicate_names_and_reserved_names():
+    with pytest.raises(SpecError, match="duplicate module name 'x'"):
+        build_model(iso_spec([{"linear": 8, "name": "x"}, {"linear": 8, "name": "x"}]))
+    with pytest.raises(SpecError, match="module name 'forward' is reserved"):
+        build_model(iso_spec([{"linear": 8, "name": "forward"}]))
+
+
+def test_template_params_and_block_options():
+    body = [{"mlp": {"ratio": "$r"}, "name": "mlp"}]
+    spec = iso_spec(body)
+    spec["blocks"]["t"]["params"] = {"r": 2.0}
+    assert nparams(first_block(build_model(spec))) == (8 * 16 + 16) + (16 * 8 + 8)
+    spec["block"] = {"type": "t", "r": 1.0}
+    assert nparams(first_block(build_model(spec))) == (8 * 8 + 8) * 2
+    spec["block"] = {"type": "t", "rr": 1.0}
+    with pytest.raises(SpecError, match=r"unknown option 'rr' for block 't' \(did you mean 'r'\?\)"):
+        build_model(spec)

@@ -27,3 +27,4 @@ from .selective_scan import (
     selective_scan_backend,
     selective_scan_ref,
 )
+from .gated_linear_attention import chunk_gated_linear_attention, recurrent_gated_linear_attention_ref

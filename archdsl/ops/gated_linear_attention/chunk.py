@@ -1,0 +1,98 @@
+"""Chunked gated linear attention (GLA / Mamba-2 SSD form), pure PyTorch.
+
+The sequence is cut into chunks of c steps. With b_t the inclusive cumulative log-decay inside a
+chunk (b_t <= 0, non-increasing):
+  intra:  o_t += Σ_{s<=t} (Σ_k q_tk k_sk exp(b_tk - b_sk)) v_s     (quadratic, masked, exponents <= 0)
+  inter:  o_t += (q_t ⊙ exp(b_t)) S_prev                            (exponents <= 0)
+  state:  S = exp(b_last) ⊙ S_prev + (k ⊙ exp(b_last - b_s))ᵀ v      (exponents <= 0)
+so no exp of a positive number is ever taken. Only the state update loops over chunks.
+For a per-key decay [B,H,T,K] the intra term needs a [c, c, K] decay tensor per chunk; its chunk
+length is capped by ``max_vector_chunk`` (default 16) to bound memory.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .common import check_args, compute_dtype
+
+
+def chunk_gated_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: Optional[torch.Tensor],
+    *,
+    chunk_size: int = 64,
+    normalize: bool = False,
+    eps: float = 1e-6,
+    initial_state: Optional[torch.Tensor] = None,
+    return_final_state: bool = False,
+    max_vector_chunk: int = 16,
+):
+    """Gated linear attention, chunked; same contract as :func:`recurrent_gated_linear_attention_ref`.
+
+    q, k: [B,H,T,K]; v: [B,H,T,V]; log_decay: [B,H,T] or [B,H,T,K] (<= 0) or None.
+    Returns o [B,H,T,V] (and the final state [B,H,K,V] or [B,H,K,V+1] with ``normalize``).
+    """
+    check_args(q, k, v, log_decay, normalize, initial_state)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    dt = compute_dtype(q.dtype)
+    B, H, T, K = q.shape
+    V = v.shape[-1]
+    qf, kf, vf = q.to(dt), k.to(dt), v.to(dt)
+    if normalize:
+        vf = torch.cat([vf, vf.new_ones(B, H, T, 1)], dim=-1)
+    Vx = vf.shape[-1]
+    vector = log_decay is not None and log_decay.dim() == 4
+    c = max(1, min(chunk_size, max_vector_chunk if vector else chunk_size, T if T else 1))
+    pad = (-T) % c
+    g = None
+    if log_decay is not None:
+        g = log_decay.to(dt)
+        if pad:
+            g = F.pad(g, (0, 0, 0, pad) if vector else (0, pad))
+    if pad:
+        qf, kf, vf = (F.pad(t, (0, 0, 0, pad)) for t in (qf, kf, vf))
+    n = (T + pad) // c
+    qc = qf.reshape(B, H, n, c, K)
+    kc = kf.reshape(B, H, n, c, K)
+    vc = vf.reshape(B, H, n, c, Vx)
+    causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+
+    if g is None:
+        att = (qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
+        q_in, k_st, decay_last = qc, kc, None
+    elif not vector:
+        b = g.reshape(B, H, n, c).cumsum(-1)  # [B,H,n,c]
+        rel = (b.unsqueeze(-1) - b.unsqueeze(-2)).masked_fill(~causal, float("-inf"))  # b_t - b_s
+        att = (qc @ kc.transpose(-1, -2)) * torch.exp(rel)
+        q_in = qc * torch.exp(b).unsqueeze(-1)
+        k_st = kc * torch.exp(b[..., -1:] - b).unsqueeze(-1)
+        decay_last = torch.exp(b[..., -1]).reshape(B, H, n, 1, 1)
+    else:
+        b = g.reshape(B, H, n, c, K).cumsum(-2)  # [B,H,n,c,K]
+        rel = b.unsqueeze(-2) - b.unsqueeze(-3)  # [B,H,n,t,s,K] = b_t - b_s
+        rel = rel.masked_fill(~causal.unsqueeze(-1), float("-inf"))
+        att = torch.einsum("bhntk,bhnsk,bhntsk->bhnts", qc, kc, torch.exp(rel))
+        q_in = qc * torch.exp(b)
+        k_st = kc * torch.exp(b[..., -1:, :] - b)
+        decay_last = torch.exp(b[..., -1, :]).reshape(B, H, n, K, 1)
+
+    o = att @ vc  # intra-chunk, [B,H,n,c,Vx]
+    kv = k_st.transpose(-1, -2) @ vc  # [B,H,n,K,Vx]: chunk's contribution to the state
+    S = qf.new_zeros(B, H, K, Vx) if initial_state is None else initial_state.to(dt)
+    prev = []
+    for i in range(n):
+        prev.append(S)
+        S = (S if decay_last is None else decay_last[:, :, i] * S) + kv[:, :, i]
+    S_prev = torch.stack(prev, dim=2)  # [B,H,n,K,Vx]
+    o = o + q_in @ S_prev
+    o = o.reshape(B, H, n * c, Vx)[:, :, :T]
+    if normalize:
+        o = o[..., :V] / (o[..., V:] + eps)
+    o = o.to(q.dtype)
+    return (o, S) if return_final_state else o

@@ -1,0 +1,86 @@
+"""Fast selective_scan vs the sequential reference (issue 3 part 4), ratios measured in one run.
+
+    python benchmarks/bench_selective_scan.py [--batch 8 --dim 128 --d-state 16 --length 3136]
+        [--threads 2] [--repeats 5] [--ref-repeats 2] [--backward] [--json]
+
+Size default: batch 8, dim 128, d_state 16, L = 3136 (a 56x56 grid), fp32, CPU, 2 threads;
+delta_softplus with delta_bias, D and z as in a Mamba block. Every configuration is warmed up
+before timing; medians with p20/p80. Target: fast >= 10x the reference (forward).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+from _timing import fmt, measure  # noqa: E402
+from archdsl.ops.selective_scan import (  # noqa: E402
+    cpp_available,
+    cpp_build_error,
+    last_backend,
+    selective_scan,
+    selective_scan_ref,
+)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--d-state", type=int, default=16)
+    p.add_argument("--length", type=int, default=3136)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--ref-repeats", type=int, default=2)
+    p.add_argument("--backward", action="store_true", help="also time forward+backward")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    b, d, n, L = a.batch, a.dim, a.d_state, a.length
+    u = torch.randn(b, d, L)
+    delta = torch.randn(b, d, L) * 0.5 - 2.0
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)  # S4D-real init
+    B, C = torch.randn(b, n, L), torch.randn(b, n, L)
+    D, z, bias = torch.ones(d), torch.randn(b, d, L), torch.randn(d) * 0.1
+    args = (u, delta, A, B, C, D, z, bias, True, False)
+
+    backends = ["chunked"] + (["cpp"] if cpp_available() else [])
+    with torch.inference_mode():
+        ref = selective_scan_ref(*args)
+        for name in backends:  # warm up every configuration (and build the kernel) before timing
+            out = selective_scan(*args, backend=name)
+            err = (out - ref).abs().max().item()
+            print(f"# {name:8s} -> {last_backend():14s} max-abs err vs ref {err:.2e}", file=sys.stderr)
+        results = {"ref": measure(lambda: selective_scan_ref(*args), a.ref_repeats, warmup=0)}
+        for name in backends:
+            results[name] = measure(lambda: selective_scan(*args, backend=name), a.repeats)
+    if a.backward:
+        def fb(fn, **kw):
+            xs = [t.clone().requires_grad_() for t in (u, delta, B, C)]
+            o = fn(xs[0], xs[1], A, xs[2], xs[3], D, z, bias, True, False, **kw)
+            o.sum().backward()
+
+        results["ref+bwd"] = measure(lambda: fb(selective_scan_ref), a.ref_repeats, warmup=0)
+        for name in backends:
+            results[f"{name}+bwd"] = measure(lambda: fb(selective_scan, backend=name), a.repeats)
+    header = f"selective_scan  batch={b} dim={d} d_state={n} L={L}  fp32 CPU threads={a.threads}"
+    if a.json:
+        print(json.dumps({"config": header, "results": results, "cpp_error": cpp_build_error()}))
+        return 0
+    print(header)
+    for key, r in results.items():
+        base = results["ref+bwd" if key.endswith("+bwd") else "ref"]["median"]
+        print(f"  {key:12s} {fmt(r)}   speed-up vs ref {base / r['median']:6.1f}x")
+    if not cpp_available():
+        print(f"  (C++ kernel unavailable: {cpp_build_error()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

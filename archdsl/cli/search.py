@@ -1,0 +1,77 @@
+"""``archdsl search``: multi-objective architecture search (accuracy x throughput) with Optuna.
+
+Runs trials until the study holds --budget trials (COMPLETE + PRUNED + trials that failed on their
+own; trials interrupted by Ctrl-C or left stale by a dead worker are run again), so the same command
+resumes. Several processes given the same --storage URL and --study name share one study.
+Results go to --out: trials.csv, pareto.csv, pareto.png, pareto/trial_N.yaml (each builds with
+``archdsl build``), and the storage (default OUT/study.db, readable by optuna-dashboard).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from archdsl.cli import UserError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "search", help="architecture search over a YAML design space (Optuna; Pareto accuracy x throughput)",
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default=None, metavar="FILE",
+                   help="search-space YAML (default: the packaged default space, search/default.yaml)")
+    p.add_argument("--budget", type=int, default=50, metavar="N",
+                   help="total trials the study should hold (default 50); rerunning adds only what is missing")
+    p.add_argument("--objectives", default=None, metavar="LIST",
+                   help="comma-separated: accuracy, throughput, params, macs (default: the space's, "
+                        "accuracy,throughput); a single objective enables pruning")
+    p.add_argument("--data", default=None, metavar="SRC",
+                   help="default | imagefolder:PATH | cifar10:PATH (default: the space's train.dataset)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E", help="training epochs per trial")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and throughput)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: sqlite:///FILE, postgresql://..., mysql://..., journal:FILE "
+                        "(default sqlite:///OUT/study.db)")
+    p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the space file's stem)")
+    p.add_argument("--out", default="runs/search", metavar="DIR", help="results folder (default runs/search)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SEC",
+                   help="start no new trial after SEC seconds")
+    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe",
+                   help="Optuna sampler (default tpe; multi-objective with constraints)")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default=None,
+                   help="pruner for single-objective searches (default median)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from archdsl.data import DataError
+    from archdsl.search.runner import SearchOptions, run_search
+
+    objectives = [o for o in args.objectives.split(",")] if args.objectives else None
+    if args.budget < 0:
+        raise UserError(f"--budget must be >= 0, got {args.budget}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    opts = SearchOptions(space=args.space, budget=args.budget, objectives=objectives, data=args.data,
+                         epochs=args.epochs, device=args.device, storage=args.storage, study=args.study,
+                         out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
+                         pruner=args.pruner, progress=not args.no_progress)
+    try:
+        summary = run_search(opts, console=Console(file=sys.stdout, width=120))
+    except DataError as e:
+        raise UserError(str(e)) from None
+    except ValueError as e:
+        from archdsl.spec.errors import SpecError
+
+        if isinstance(e, SpecError):
+            raise
+        raise UserError(str(e)) from None
+    loop = summary["loop"]
+    if loop is not None and loop.failed:
+        print(f"archdsl search: {len(loop.failed)} trial(s) failed (see fail_reason in trials.csv): "
+              f"{', '.join(map(str, loop.failed))}", file=sys.stderr)
+    return 0

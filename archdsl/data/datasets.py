@@ -1,0 +1,233 @@
+"""Image-classification data for the search's training proxy.
+
+``load_data(source, image_size=32)`` returns a :class:`DataBundle` for one of
+
+* ``default``            -- scikit-learn's handwritten digits (1797 images, 10 classes, shipped inside
+  scikit-learn: no download), up-sampled from 8x8 to ``image_size`` (bilinear), repeated to 3 channels,
+  normalised with the training split's mean/std; a fixed stratified 80/20 split (seed 0). In memory.
+* ``imagefolder:PATH``   -- a torchvision ``ImageFolder`` tree. If PATH has ``train/`` and ``val/`` (or
+  ``test/``) sub-folders they are the two splits; otherwise a seeded stratified 80/20 split of the one tree.
+* ``cifar10:PATH``       -- a local CIFAR-10 folder (``cifar-10-batches-py`` in PATH or PATH itself),
+  read with torchvision's ``CIFAR10(download=False)``; validation = the test split.
+
+Every bundle yields batches ``(x[B, 3, S, S] float32 normalised, y[B] int64)``; augmentation
+(random crop with padding, optional horizontal flip) is applied per batch by the training loop
+(``archdsl.train``), so all sources share it. A bad source raises :class:`DataError` naming the path
+and what was expected (the CLI turns it into exit code 2).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["DataError", "DataBundle", "TensorSplit", "load_data", "load_default", "load_imagefolder",
+           "load_cifar10", "parse_source"]
+
+# Channel statistics used for the folder sources (ImageNet's; CIFAR-10's own are close to these).
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class DataError(ValueError):
+    """A data source that cannot be used (missing path, wrong layout, unknown source kind)."""
+
+
+class TensorSplit:
+    """An in-memory split: ``x[N, C, S, S]`` float32, ``y[N]`` int64. Iterates in batches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x[B, C, S, S], y[B])``; with ``shuffle`` the order is a permutation drawn from ``seed``."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        else:
+            order = torch.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for i in range(0, stop, batch_size):
+            idx = order[i:i + batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class DatasetSplit:
+    """A split backed by a torch ``Dataset`` (ImageFolder, CIFAR10, or a Subset of them)."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from torch.utils.data import DataLoader
+
+        gen = torch.Generator().manual_seed(seed)
+        loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                            drop_last=drop_last and len(self) >= batch_size, num_workers=0)
+        for x, y in loader:
+            yield x, torch.as_tensor(y, dtype=torch.long)
+
+
+@dataclass
+class DataBundle:
+    """Train and validation splits plus what a model needs to know about them."""
+
+    name: str
+    train: Any                      # TensorSplit | DatasetSplit
+    val: Any
+    num_classes: int
+    image_size: int
+    in_chans: int = 3
+    flip: bool = True               # horizontal flip is a sensible augmentation (not for digits)
+    classes: Sequence[str] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.train)} train / {len(self.val)} val images, "
+                f"{self.num_classes} classes, {self.in_chans}x{self.image_size}x{self.image_size}")
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    """``"imagefolder:/data/x"`` -> ``("imagefolder", "/data/x")``; ``"default"`` -> ``("default", None)``."""
+    kind, sep, path = str(source).partition(":")
+    kind = kind.strip().lower()
+    if kind == "default" and not sep:
+        return kind, None
+    if kind in ("imagefolder", "cifar10"):
+        if not path:
+            raise DataError(f"data source '{source}' needs a path: '{kind}:PATH'")
+        return kind, path
+    raise DataError(f"unknown data source '{source}'; expected default, imagefolder:PATH or cifar10:PATH")
+
+
+def load_data(source: str = "default", *, image_size: int = 32, seed: int = 0) -> DataBundle:
+    """Load a data source (see the module docstring). ``seed`` fixes any train/val split drawn here."""
+    kind, path = parse_source(source)
+    if kind == "default":
+        return load_default(image_size=image_size, seed=seed)
+    if kind == "imagefolder":
+        return load_imagefolder(path, image_size=image_size, seed=seed)
+    return load_cifar10(path, image_size=image_size)
+
+
+_DEFAULT_CACHE: dict[tuple[int, int], DataBundle] = {}
+
+
+def load_default(*, image_size: int = 32, seed: int = 0, val_fraction: float = 0.2) -> DataBundle:
+    """The bundled digits: 1437 train / 360 val images of ``[3, image_size, image_size]``, 10 classes."""
+    key = (image_size, seed)
+    if key in _DEFAULT_CACHE:
+        return _DEFAULT_CACHE[key]
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32) / 16.0      # [N, 8, 8] in [0, 1]
+    labels = torch.tensor(digits.target, dtype=torch.long)                 # [N]
+    tr_idx, va_idx = train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=seed,
+                                      stratify=digits.target)
+    x = images[:, None]                                                   # [N, 1, 8, 8]
+    if image_size != 8:
+        x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                                            align_corners=False)
+    tr_idx, va_idx = torch.as_tensor(np.sort(tr_idx)), torch.as_tensor(np.sort(va_idx))
+    mean, std = x[tr_idx].mean(), x[tr_idx].std()
+    x = ((x - mean) / std).repeat(1, 3, 1, 1).contiguous()                # [N, 3, S, S]
+    bundle = DataBundle(name="default (sklearn digits)", train=TensorSplit(x[tr_idx], labels[tr_idx]),
+                        val=TensorSplit(x[va_idx], labels[va_idx]), num_classes=10,
+                        image_size=image_size, in_chans=3, flip=False,
+                        classes=tuple(str(i) for i in range(10)))
+    _DEFAULT_CACHE[key] = bundle
+    return bundle
+
+
+def _folder_transform(image_size: int, mean: Sequence[float], std: Sequence[float]):
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Lambda(lambda im: im.convert("RGB")),
+        transforms.Resize((image_size, image_size)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+def load_imagefolder(path: str | os.PathLike, *, image_size: int = 32, seed: int = 0,
+                     val_fraction: float = 0.2) -> DataBundle:
+    """An ImageFolder tree (``PATH/<class>/<image>``), or ``PATH/train`` + ``PATH/val|test``."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"imagefolder path '{path}' is not a directory; expected PATH/<class>/<image> "
+                        f"(or PATH/train and PATH/val)")
+    tf = _folder_transform(image_size, _IMAGENET_MEAN, _IMAGENET_STD)
+
+    def open_tree(d: Path):
+        try:
+            return ImageFolder(str(d), transform=tf)
+        except (FileNotFoundError, RuntimeError) as e:   # no class folders / no images
+            raise DataError(f"imagefolder path '{d}' has no usable images: {e}; expected "
+                            f"<class>/<image> sub-folders") from e
+
+    val_dir = next((root / n for n in ("val", "validation", "test") if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and val_dir is not None:
+        train_ds, val_ds = open_tree(root / "train"), open_tree(val_dir)
+        if train_ds.classes != val_ds.classes:
+            raise DataError(f"imagefolder '{root}': train classes {train_ds.classes} differ from "
+                            f"{val_dir.name} classes {val_ds.classes}")
+        classes = train_ds.classes
+        train, val = DatasetSplit(train_ds), DatasetSplit(val_ds)
+    else:
+        from sklearn.model_selection import train_test_split
+        from torch.utils.data import Subset
+
+        full = open_tree(root)
+        targets = np.asarray(full.targets)
+        counts = np.bincount(targets)
+        stratify = targets if counts.min() >= 2 and len(targets) * val_fraction >= len(counts) else None
+        if len(targets) < 2:
+            raise DataError(f"imagefolder '{root}' has {len(targets)} image(s); need at least 2 to split")
+        tr_idx, va_idx = train_test_split(np.arange(len(targets)), test_size=val_fraction,
+                                          random_state=seed, stratify=stratify)
+        classes = full.classes
+        train = DatasetSplit(Subset(full, sorted(tr_idx.tolist())))
+        val = DatasetSplit(Subset(full, sorted(va_idx.tolist())))
+    return DataBundle(name=f"imagefolder:{root}", train=train, val=val, num_classes=len(classes),
+                      image_size=image_size, in_chans=3, flip=True, classes=tuple(classes))
+
+
+def load_cifar10(path: str | os.PathLike, *, image_size: int = 32) -> DataBundle:
+    """A local CIFAR-10 (python version): PATH contains ``cifar-10-batches-py/`` (or is it)."""
+    from torchvision.datasets import CIFAR10
+
+    root = Path(path).expanduser()
+    if root.name == "cifar-10-batches-py":
+        root = root.parent
+    if not (root / "cifar-10-batches-py").is_dir():
+        raise DataError(f"cifar10 path '{path}' has no 'cifar-10-batches-py' folder; expected the "
+                        f"extracted python version of CIFAR-10 (nothing is downloaded)")
+    tf = _folder_transform(image_size, _CIFAR_MEAN, _CIFAR_STD)
+    try:
+        train_ds = CIFAR10(str(root), train=True, transform=tf, download=False)
+        val_ds = CIFAR10(str(root), train=False, transform=tf, download=False)
+    except (RuntimeError, OSError, ValueError) as e:   # torchvision: "Dataset not found or corrupted"
+        raise DataError(f"cifar10 path '{path}' is not a readable CIFAR-10 folder: {e}") from e
+    return DataBundle(name=f"cifar10:{root}", train=DatasetSplit(train_ds), val=DatasetSplit(val_ds),
+                      num_classes=10, image_size=image_size, in_chans=3, flip=True,
+                      classes=tuple(train_ds.classes))

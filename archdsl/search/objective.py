@@ -1,0 +1,173 @@
+"""One trial of the search: sample -> compile -> constraints -> train -> accuracy -> throughput.
+
+Everything a trial learns is stored in its ``user_attrs`` (readable in optuna-dashboard):
+``spec`` (the concrete spec as YAML; it builds the same model with ``archdsl build``), ``mixer``,
+``block``, ``params``, ``macs``, ``constraints`` (Optuna's convention, ``<= 0`` satisfied),
+``feasible``, ``accuracy``, ``epoch_accuracy``, ``images_per_s``, ``train_seconds``, ``train``
+(the recipe used), and on failure ``fail_reason``.
+
+A trial that violates ``params_max`` / ``macs_max`` is not trained: it is told COMPLETE with the
+worst objective values (accuracy 0, throughput 0) and its constraint values, so multi-objective
+samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto export skips it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from archdsl.search.space import SearchSpace
+from archdsl.spec.errors import SpecError
+from archdsl.train import NonFiniteLossError, TrainConfig, train_model
+
+__all__ = ["TrialContext", "run_trial", "fail_reason", "constraints_func", "spec_yaml", "component_name"]
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search process shares."""
+
+    space: SearchSpace
+    objectives: list[str]                      # objective names, in the study's order
+    data: Any                                  # archdsl.data.DataBundle
+    train: TrainConfig                         # the recipe before per-trial ``train.*`` samples
+    device: str = "cpu"
+    throughput: dict = field(default_factory=dict)   # measure_throughput settings
+    prune: bool = False                        # single objective: report per-epoch accuracy, may prune
+    build: Callable[[dict, str], tuple[Any, Any]] | None = None   # (spec_dict, source) -> (spec, model)
+
+
+def component_name(ref: Any) -> str:
+    """``"mlla"`` or ``{type: mlla, ...}`` -> ``"mlla"``."""
+    if isinstance(ref, dict):
+        return str(ref.get("type", "?"))
+    return str(ref) if ref is not None else "-"
+
+
+def spec_yaml(spec_dict: dict, header: str = "") -> str:
+    """The concrete spec as YAML text (plain data, key order kept)."""
+    body = yaml.safe_dump(spec_dict, sort_keys=False, default_flow_style=None, width=100)
+    return (header + body) if header else body
+
+
+def _default_build(spec_dict: dict, source: str) -> tuple[Any, Any]:
+    """Validate a spec dict with the language and compile it: ``(spec, model)``."""
+    from archdsl.compiler import build_model
+    from archdsl.spec import load_spec_dict
+
+    spec = load_spec_dict(spec_dict, source)
+    return spec, build_model(spec)
+
+
+def _count(model: torch.nn.Module, image_size: int, in_chans: int) -> tuple[int, int]:
+    """Parameters and MACs at ``1 x in_chans x image_size^2`` (the analysis module's counters)."""
+    from archdsl.analysis import summary
+
+    params = int(summary.count_params(model))
+    macs = int(summary.count_macs(model, (in_chans, image_size, image_size)))
+    return params, macs
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))):
+        return True
+    msg = str(e).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg or "defaultcpuallocator" in msg
+
+
+def fail_reason(e: BaseException) -> str:
+    """A one-line reason stored in ``user_attrs['fail_reason']``."""
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    if isinstance(e, NonFiniteLossError):
+        return f"nan loss: {first}"
+    if _is_oom(e):
+        return f"out of memory: {first}"
+    if isinstance(e, SpecError):
+        return f"invalid spec: {first}"
+    return f"{type(e).__name__}: {first}"
+
+
+def constraints_func(n_constraints: int) -> Callable[[Any], list[float]]:
+    """Optuna's ``constraints_func`` reading the values a trial stored (``<= 0`` = satisfied)."""
+
+    def func(frozen: Any) -> list[float]:
+        return list(frozen.user_attrs.get("constraints", [0.0] * n_constraints))
+
+    return func
+
+
+def _worst(name: str, metrics: dict) -> float:
+    if name in ("params", "macs"):
+        return float(metrics[name])
+    return 0.0
+
+
+def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
+    """Run one trial and return its objective values in ``ctx.objectives`` order.
+
+    Raises on failure (the caller records the reason and tells the study FAIL), ``optuna.TrialPruned``
+    when pruned.
+    """
+    spec_dict, train_over = ctx.space.sample(trial)
+    spec_dict["name"] = f"{ctx.space.base.get('name', 'search')}_trial{trial.number}"
+    trial.set_user_attr("spec", spec_yaml(spec_dict))
+    trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))
+    trial.set_user_attr("block", component_name(spec_dict.get("block")))
+    cfg = dataclasses.replace(ctx.train, **train_over)
+    trial.set_user_attr("train", dataclasses.asdict(cfg))
+
+    torch.manual_seed(cfg.seed)            # the same initialisation stream for every trial
+    build = ctx.build or _default_build
+    _, model = build(spec_dict, f"<{trial.study.study_name} trial {trial.number}>")
+    params, macs = _count(model, ctx.data.image_size, ctx.data.in_chans)
+    metrics: dict[str, float] = {"params": params, "macs": macs}
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("macs", macs)
+    pre = {k: v for k, v in ctx.space.constraints.items() if not k.startswith("accuracy")}
+    values = ctx.space.constraint_values(metrics) if ctx.space.constraints else []
+    violated = [name for (name, v) in zip(ctx.space.constraints, values) if name in pre and v > 0]
+    if violated:
+        trial.set_user_attr("constraints", values)
+        trial.set_user_attr("feasible", False)
+        trial.set_user_attr("infeasible", ", ".join(violated))
+        return [_worst(o, metrics) for o in ctx.objectives]
+
+    def on_epoch(epoch: int, acc: float) -> None:
+        trial.set_user_attr("epoch_accuracy", trial.user_attrs.get("epoch_accuracy", []) + [acc])
+        if ctx.prune:
+            import optuna
+
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (accuracy {acc:.4f})")
+
+    result = train_model(model, ctx.data, cfg, device=ctx.device, on_epoch=on_epoch)
+    metrics["accuracy"] = result.accuracy
+    trial.set_user_attr("accuracy", result.accuracy)
+    trial.set_user_attr("train_seconds", round(result.seconds, 3))
+
+    from archdsl.analysis.benchmark import measure_throughput
+
+    tp_cfg = {"batch_size": 64, "warmup": 2, "iters": 5, "min_time": 0.25}
+    tp_cfg.update(ctx.throughput)
+    t0 = time.perf_counter()
+    tp = measure_throughput(model, image_size=ctx.data.image_size, in_chans=ctx.data.in_chans,
+                            device=ctx.device, **tp_cfg)
+    if tp.get("error"):
+        raise RuntimeError(f"throughput measurement failed: {tp['error']}")
+    metrics["throughput"] = float(tp["images_per_s"])
+    trial.set_user_attr("images_per_s", metrics["throughput"])
+    trial.set_user_attr("throughput_seconds", round(time.perf_counter() - t0, 3))
+    trial.set_user_attr("throughput_setup", {k: tp.get(k) for k in ("batch_size", "image_size", "device",
+                                                                      "dtype", "num_threads", "mode")})
+    if ctx.space.constraints:
+        values = ctx.space.constraint_values(metrics)
+        trial.set_user_attr("constraints", values)
+        trial.set_user_attr("feasible", all(v <= 0 for v in values))
+    else:
+        trial.set_user_attr("feasible", True)
+    return [float(metrics[o]) for o in ctx.objectives]

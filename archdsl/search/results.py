@@ -1,0 +1,220 @@
+"""Search results: ``trials.csv``, ``pareto.csv``, ``pareto/trial_N.yaml``, ``pareto.png``, a rich table.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a
+reader (or a Ctrl-C) never sees half a file. The Pareto front is computed over COMPLETE, feasible
+trials on the study's objectives; with a single objective it is the best trial(s).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["write_atomic", "pareto_front", "trial_rows", "export_results", "results_table", "is_feasible",
+           "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = ("number", "state", "feasible", "mixer", "block", "accuracy", "images_per_s", "params",
+                  "macs", "train_seconds", "fail_reason")
+_ATTR = {"accuracy": "accuracy", "throughput": "images_per_s", "params": "params", "macs": "macs"}
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return True
+
+
+def is_feasible(t: FrozenTrial) -> bool:
+    cons = t.user_attrs.get("constraints")
+    if cons is None:
+        return bool(t.user_attrs.get("feasible", True))
+    return all(float(c) <= 0 for c in cons)
+
+
+def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
+    better_or_equal = all(s * x >= s * y for x, y, s in zip(a, b, signs))
+    strictly = any(s * x > s * y for x, y, s in zip(a, b, signs))
+    return better_or_equal and strictly
+
+
+def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+    """Non-dominated COMPLETE feasible trials (duplicates of a front point are all kept), by number."""
+    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+    cand = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)
+            and all(math.isfinite(v) for v in t.values)]
+    front = [t for t in cand if not any(_dominates(o.values, t.values, signs) for o in cand if o is not t)]
+    return sorted(front, key=lambda t: t.number)
+
+
+def trial_rows(trials: Iterable[FrozenTrial]) -> tuple[list[str], list[dict]]:
+    """One flat dict per trial (metrics first, then the sampled parameters), and the column order."""
+    trials = list(trials)
+    param_names: list[str] = []
+    for t in trials:
+        for k in t.params:
+            if k not in param_names:
+                param_names.append(k)
+    rows = []
+    for t in trials:
+        u = t.user_attrs
+        row = {
+            "number": t.number,
+            "state": "INTERRUPTED" if u.get("interrupted") else t.state.name,
+            "feasible": is_feasible(t) if t.state == TrialState.COMPLETE else "",
+            "mixer": u.get("mixer", ""),
+            "block": u.get("block", ""),
+            "accuracy": _fmt(u.get("accuracy")),
+            "images_per_s": _fmt(u.get("images_per_s")),
+            "params": u.get("params", ""),
+            "macs": u.get("macs", ""),
+            "train_seconds": _fmt(u.get("train_seconds")),
+            "fail_reason": u.get("fail_reason", u.get("infeasible", "")),
+        }
+        for k in param_names:
+            v = t.params.get(k, "")
+            row[f"param:{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+        rows.append(row)
+    return list(METRIC_COLUMNS) + [f"param:{k}" for k in param_names], rows
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 6)
+    return "" if v is None else v
+
+
+def _csv(columns: list[str], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _trial_yaml(t: FrozenTrial, study_name: str, objectives: Sequence[str]) -> str:
+    vals = ", ".join(f"{o}={v:.6g}" for o, v in zip(objectives, t.values or []))
+    header = (f"# archdsl search: study '{study_name}', trial {t.number} (Pareto-optimal)\n"
+              f"# {vals}; params={t.user_attrs.get('params')}, macs={t.user_attrs.get('macs')}\n"
+              f"# build it: archdsl build {f'trial_{t.number}.yaml'}\n")
+    return header + t.user_attrs["spec"]
+
+
+def export_results(study: Any, out_dir: str | os.PathLike, objectives: Sequence[str]) -> dict:
+    """Write every result file; returns ``{"trials": [...], "pareto": [...], "files": [...]}``."""
+    out = Path(out_dir)
+    trials = study.get_trials(deepcopy=False)
+    directions = [d.name.lower() for d in study.directions]
+    front = pareto_front(trials, directions)
+    columns, rows = trial_rows(trials)
+    files = []
+    write_atomic(out / "trials.csv", _csv(columns, rows))
+    files.append(out / "trials.csv")
+    front_numbers = {t.number for t in front}
+    write_atomic(out / "pareto.csv", _csv(columns, [r for r in rows if r["number"] in front_numbers]))
+    files.append(out / "pareto.csv")
+    pdir = out / "pareto"
+    pdir.mkdir(parents=True, exist_ok=True)
+    keep = set()
+    for t in front:
+        if "spec" not in t.user_attrs:
+            continue
+        name = f"trial_{t.number}.yaml"
+        keep.add(name)
+        write_atomic(pdir / name, _trial_yaml(t, study.study_name, objectives))
+        files.append(pdir / name)
+    for old in pdir.glob("trial_*.yaml"):      # trials that left the front
+        if old.name not in keep:
+            old.unlink()
+    png = plot_pareto(trials, out / "pareto.png")
+    if png:
+        files.append(png)
+    return {"trials": trials, "pareto": front, "files": files}
+
+
+def plot_pareto(trials: Sequence[FrozenTrial], path: Path) -> Path | None:
+    """Accuracy vs images/s of every trained trial, labelled by number; the 2-D front highlighted."""
+    pts = [t for t in trials if t.state == TrialState.COMPLETE and is_feasible(t)
+           and t.user_attrs.get("accuracy") is not None and t.user_attrs.get("images_per_s")]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    if pts:
+        xs = [t.user_attrs["images_per_s"] for t in pts]
+        ys = [t.user_attrs["accuracy"] * 100 for t in pts]
+        vals = [(t.user_attrs["accuracy"], t.user_attrs["images_per_s"]) for t in pts]
+        front = [t for t, v in zip(pts, vals) if not any(_dominates(o, v, (1, 1)) for o in vals if o != v)]
+        fnums = {t.number for t in front}
+        mixers = sorted({t.user_attrs.get("mixer", "?") for t in pts})
+        cmap = plt.get_cmap("tab10")
+        for i, m in enumerate(mixers):
+            sel = [t for t in pts if t.user_attrs.get("mixer", "?") == m]
+            ax.scatter([t.user_attrs["images_per_s"] for t in sel], [t.user_attrs["accuracy"] * 100 for t in sel],
+                       s=28, alpha=0.75, color=cmap(i % 10), label=m)
+        front.sort(key=lambda t: t.user_attrs["images_per_s"])
+        ax.plot([t.user_attrs["images_per_s"] for t in front], [t.user_attrs["accuracy"] * 100 for t in front],
+                "-o", color="black", mfc="none", ms=10, lw=1.2, label="Pareto front")
+        for t, x, y in zip(pts, xs, ys):
+            ax.annotate(str(t.number), (x, y), textcoords="offset points", xytext=(4, 3),
+                        fontsize=7, fontweight="bold" if t.number in fnums else "normal")
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "no completed feasible trials yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("throughput (images/s, log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("archdsl search: accuracy vs throughput (labels = trial numbers)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def results_table(front: Sequence[FrozenTrial], objectives: Sequence[str], *, title: str) -> Any:
+    """A ``rich.table.Table`` of the Pareto-optimal trials, best accuracy first."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col, just in (("trial", "right"), ("mixer", "left"), ("block", "left"), ("accuracy %", "right"),
+                      ("images/s", "right"), ("params (M)", "right"), ("MMACs", "right"), ("spec", "left")):
+        table.add_column(col, justify=just)
+    for t in sorted(front, key=lambda t: -(t.user_attrs.get("accuracy") or 0)):
+        u = t.user_attrs
+        table.add_row(str(t.number), str(u.get("mixer", "")), str(u.get("block", "")),
+                      f"{100 * u['accuracy']:.2f}" if u.get("accuracy") is not None else "-",
+                      f"{u['images_per_s']:.0f}" if u.get("images_per_s") else "-",
+                      f"{u['params'] / 1e6:.3f}" if u.get("params") is not None else "-",
+                      f"{u['macs'] / 1e6:.2f}" if u.get("macs") is not None else "-",
+                      f"pareto/trial_{t.number}.yaml")
+    return table

@@ -11,21 +11,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import sys
+import time
+from typing import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
-
-from _timing import fmt, measure  # noqa: E402
-from archdsl.ops.selective_scan import (  # noqa: E402
+from archdsl.ops.selective_scan import (
     cpp_available,
     cpp_build_error,
     last_backend,
     selective_scan,
     selective_scan_ref,
 )
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
+    """Run ``fn`` ``warmup`` times, then time ``repeats`` calls; seconds: median, p20, p80."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    q = statistics.quantiles(ts, n=5) if len(ts) >= 2 else [ts[0]] * 4
+    return {"median": statistics.median(ts), "p20": q[0], "p80": q[3], "n": len(ts)}
+
+
+def fmt(r: dict) -> str:
+    return f"{r['median'] * 1e3:9.1f} ms  (p20 {r['p20'] * 1e3:.1f}, p80 {r['p80'] * 1e3:.1f}, n={r['n']})"
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import check_args, compute_dtype, expand_groups, finish, prepare_delta
+from .common import check_args, compute_dtype, finish, prepare_delta
 
 SAFE_LOG_RANGE = {torch.float32: 60.0, torch.float64: 600.0}
 
@@ -45,36 +45,59 @@ def selective_scan_chunked(
     return_last_state=False,
     *,
     chunk_size: int = 64,
+    block_elements: int = 1 << 22,
     _info: dict | None = None,
 ):
-    """Same contract as :func:`selective_scan_ref`; ``chunk_size`` is the largest chunk tried."""
+    """Same contract as :func:`selective_scan_ref`; ``chunk_size`` is the largest chunk tried.
+
+    Chunks are computed ``block_elements // (batch·dim·T·N)`` at a time (vectorised), which bounds
+    the memory of the (batch, dim, chunks, T, N) intermediates; only the state hand-over between
+    chunks is a Python loop over chunks.
+    """
     check_args(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     dt = compute_dtype(u.dtype)
     batch, dim, L = u.shape
     N = A.shape[1]
+    G = 1 if B.dim() == 3 else B.shape[1]
+    dg = dim // G
     d = prepare_delta(delta, delta_bias, delta_softplus, dt)  # (b, d, L)
-    uu = u.to(dt)
-    A_ = A.to(dt)
-    Bx = expand_groups(B.to(dt), dim)  # (b, d, N, L)
-    Cx = expand_groups(C.to(dt), dim)
-    T = choose_chunk(d, A_, chunk_size) if L else 1
+    T = choose_chunk(d, A.to(dt), chunk_size) if L else 1
     if _info is not None:
         _info["chunk"] = T
-    h = uu.new_zeros(batch, dim, N)
+    pad = (-L) % T
+    n = (L + pad) // T
+    # channels split as (G, dg) so B/C (one per group) broadcast over the dg channels of a group
+    dp = F.pad(d, (0, pad)).reshape(batch, G, dg, n, T)
+    up = F.pad(u.to(dt), (0, pad)).reshape(batch, G, dg, n, T)
+    A_ = A.to(dt).reshape(1, G, dg, 1, 1, N)
+
+    def per_group(t):  # (b, N, L) or (b, G, N, L) -> (b, G, 1, n, T, N)
+        t = (t.unsqueeze(1) if t.dim() == 3 else t).to(dt)
+        return F.pad(t, (0, pad)).reshape(batch, G, N, n, T).permute(0, 1, 3, 4, 2).unsqueeze(2)
+
+    Bp, Cp = per_group(B), per_group(C)
+    # chunks are processed in blocks of m chunks (bounded memory), vectorised inside a block
+    per_chunk = batch * dim * T * N
+    m = max(1, min(n, block_elements // max(per_chunk, 1)))
+    h = d.new_zeros(batch, G, dg, N)
     ys = []
-    for s in range(0, L, T):
-        e = min(s + T, L)
-        dc = d[:, :, s:e]  # (b, d, t)
-        log_a = dc.unsqueeze(-1) * A_.unsqueeze(1)  # (b, d, t, N)
-        cs = log_a.cumsum(2)
-        x = (dc * uu[:, :, s:e]).unsqueeze(-1) * Bx[..., s:e].transpose(-1, -2)  # (b, d, t, N)
-        P = cs - cs[:, :, :1]  # decay since the chunk's first step (P_0 = 0)
-        acc = (torch.exp(-P) * x).cumsum(2)
-        hs = torch.exp(P) * acc + torch.exp(cs) * h.unsqueeze(2)  # (b, d, t, N): every h_t
-        ys.append(torch.einsum("bdtn,bdnt->bdt", hs, Cx[..., s:e]))
-        h = hs[:, :, -1]
-    y = torch.cat(ys, dim=-1) if L else uu.new_zeros(batch, dim, 0)
+    for c0 in range(0, n, m):
+        c1 = min(c0 + m, n)
+        dc = dp[:, :, :, c0:c1]  # (b, G, dg, m, T)
+        cs = (dc.unsqueeze(-1) * A_).cumsum(4)  # (b, G, dg, m, T, N) inclusive log-decay
+        P = cs - cs[:, :, :, :, :1]
+        x = (dc * up[:, :, :, c0:c1]).unsqueeze(-1) * Bp[:, :, :, c0:c1]
+        local = torch.exp(P) * (torch.exp(-P) * x).cumsum(4)  # states from a zero chunk start
+        ecs = torch.exp(cs)
+        starts = []
+        for i in range(c1 - c0):  # carry the state across the chunks of this block
+            starts.append(h)
+            h = ecs[:, :, :, i, -1] * h + local[:, :, :, i, -1]
+        hs = local + ecs * torch.stack(starts, dim=3).unsqueeze(4)
+        ys.append((hs * Cp[:, :, :, c0:c1]).sum(-1))  # (b, G, dg, m, T)
+    y = torch.cat(ys, dim=3).reshape(batch, dim, n * T)[:, :, :L]
+    h = h.reshape(batch, dim, N)
     out = finish(y, u, D, z, u.dtype)
     return (out, h) if return_last_state else out

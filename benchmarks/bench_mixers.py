@@ -6,22 +6,22 @@
 Size default: x [4, 56*56, 64] (MLLA-T stage 1 at 224², heads 2), fp32, CPU, eval, inference_mode.
 Every registered mixer runs with its defaults, plus the named variants below (the MLLA attention,
 the forget-gate paths, Swin windows, the SSM scan orders). All configurations are built and warmed
-up before any is timed; medians with p20/p80 (benchmarks/_timing.py). images/s = batch / median.
+up before any is timed, then timed round-robin (each round runs every configuration once);
+medians with p20/p80 (interpolated percentiles). images/s = batch / median.
 The kernel/path each module took is printed (its extra_repr / last backend).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
-
-from _timing import fmt, measure  # noqa: E402
-from archdsl import registry  # noqa: E402
+from archdsl import registry
+from archdsl.analysis.benchmark import percentile
 
 VARIANTS = [
     ("linear_attention[mlla: rope2d+lepe]", "linear_attention", {"positional": ["rope2d", "lepe"]}),
@@ -32,6 +32,15 @@ VARIANTS = [
     ("softmax_attention[window 7, shift]", "softmax_attention", {"window_size": 7, "shift": True}),
     ("selective_ssm[cross4]", "selective_ssm", {"scan_order": "cross4"}),
 ]
+
+
+def summarize(ts: list) -> dict:
+    """Median, p20, p80 (seconds) of per-call times."""
+    return {"median": statistics.median(ts), "p20": percentile(ts, 20), "p80": percentile(ts, 80), "n": len(ts)}
+
+
+def fmt(r: dict) -> str:
+    return f"{r['median'] * 1e3:9.1f} ms  (p20 {r['p20'] * 1e3:.1f}, p80 {r['p80'] * 1e3:.1f}, n={r['n']})"
 
 
 def path_of(m: torch.nn.Module) -> str:
@@ -71,9 +80,17 @@ def main(argv=None) -> int:
             m = registry.get("mixer", name)(a.dim, a.heads, **opts).eval()
             m(x, hw)
             mods[label] = m
+        # Round-robin: each round times every configuration once, so a change of machine load
+        # during the run hits all of them alike (the machine is shared).
+        times = {label: [] for label in mods}
+        for _ in range(a.repeats):
+            for label, m in mods.items():
+                t0 = time.perf_counter()
+                m(x, hw)
+                times[label].append(time.perf_counter() - t0)
         results = {}
         for label, m in mods.items():
-            r = measure(lambda: m(x, hw), a.repeats, warmup=1)
+            r = summarize(times[label])
             r["images_per_s"] = a.batch / r["median"]
             r["path"] = path_of(m)
             r["params"] = sum(q.numel() for q in m.parameters())

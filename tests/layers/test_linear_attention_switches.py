@@ -92,6 +92,7 @@ def test_input_gate_is_softplus_of_low_rank_projection():
     ({"dim": 96, "heads": 5}, "dim 96 is not divisible by heads 5"),
     ({"feature_map": "gelu"}, "unknown feature_map 'gelu'; expected one of: elu_plus_one, relu, identity, softmax"),
     ({"forget_gate": "yes"}, "forget_gate must be false, true or 'scalar'; got 'yes'"),
+    ({"forget_gate": 1}, "forget_gate must be false, true or 'scalar'; got 1"),
     ({"scan_order": "zigzag", "forget_gate": True}, "unknown scan_order 'zigzag'; expected one of: row, bidirectional, cross4"),
     ({"scan_order": "cross4"}, "scan_order 'cross4' needs forget_gate"),
     ({"gate_rank": 0}, "gate_rank must be 'auto' or a positive integer; got 0"),

@@ -33,6 +33,7 @@ from torch import nn
 from archdsl.layers.base import HW, TokenModule
 from archdsl.layers.mixers import auto_rank, check_dim_heads, init_dt_projection, parse_positional
 from archdsl.layers.posenc import LePE, RoPE2d
+from archdsl.ops.gated_linear_attention import chunk_gated_linear_attention
 from archdsl.ops.linear_attention import FEATURE_MAP_NAMES, feature_map as get_feature_map
 from archdsl.ops.linear_attention import linear_attention as linear_attention_op
 from archdsl.ops.scan_order import cross_merge, cross_scan
@@ -84,7 +85,7 @@ class LinearAttention(TokenModule):
             key_dim = head_dim
         if not isinstance(key_dim, int) or isinstance(key_dim, bool) or key_dim < 1:
             raise ValueError(f"key_dim must be a positive integer; got {key_dim!r}")
-        if forget_gate not in (False, True, "scalar"):
+        if not (isinstance(forget_gate, bool) or forget_gate == "scalar"):
             raise ValueError(f"forget_gate must be false, true or 'scalar'; got {forget_gate!r}")
         if scan_order not in SCAN_ORDERS:
             raise ValueError(f"unknown scan_order {scan_order!r}; expected one of: {', '.join(SCAN_ORDERS)}")
@@ -241,8 +242,6 @@ class LinearAttention(TokenModule):
 
     def _scalar_decay_path(self, x, q, k, qr, kr, vg, hw):
         """Per-head scalar forget gate: S_i = a_i S_{i-1} + k_iᵀ v_i, a_i = exp(-exp(A_h)·dt_i)."""
-        from archdsl.ops.gated_linear_attention import chunk_gated_linear_attention
-
         B, N, C = x.shape
         K = len(self.directions)
         h = self.heads

@@ -37,6 +37,8 @@ __all__ = ["compile_spec", "build_model", "BuildContext", "Scope", "TemplateBloc
 PathT = Tuple[Any, ...]
 Locate = Callable[[PathT], dict]
 COMBINATORS = ("seq", "residual", "branch")
+# what a constructor raises for a bad configuration (torch raises RuntimeError for e.g. negative sizes)
+CONFIG_ERRORS = (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError)
 MERGES = ("mul", "add", "concat")
 
 
@@ -244,7 +246,7 @@ class BuildContext:
         check_options(target, options, len(args), what, lambda msg, key: self.error(msg, (key,)))
         try:
             return target(*args, **options)
-        except (ValueError, TypeError) as e:
+        except CONFIG_ERRORS as e:
             if isinstance(e, SpecError):
                 raise
             locate, path = self._loc(self.path)
@@ -366,7 +368,7 @@ class _NodeBuilder:
             out = fn(arg, sub)
         except SpecError:
             raise
-        except (ValueError, TypeError) as e:
+        except CONFIG_ERRORS as e:
             raise sub.error(f"error building '{key}': {e}") from e
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], nn.Module)):
             raise TypeError(f"primitive '{key}' must return (module, dim_out), got {out!r}")
@@ -380,7 +382,7 @@ class _NodeBuilder:
     def _register(scope: Scope, key: str, module: nn.Module, ctx: BuildContext) -> None:
         if key in scope._modules:
             raise ctx.error(f"duplicate module name '{key}' in this block (names must be unique per level)")
-        if hasattr(nn.Module, key) or key in ("program", "template", "dim", "returns_hw"):
+        if hasattr(scope, key) or hasattr(nn.Module, key):
             raise ctx.error(f"module name '{key}' is reserved; choose another 'name'")
         scope.add_module(key, module)
 
@@ -394,6 +396,7 @@ class Compiler:
 
     def __init__(self, spec: Any):
         self.spec = spec
+        self.image_size = int(getattr(spec, "image_size", 224) or 224)
 
     # ---------------------------------------------------------------- spec-level components
     def error(self, path: PathT, message: str) -> SpecError:
@@ -500,9 +503,12 @@ def init_weights(model: nn.Module) -> None:
 # public entry points
 
 
-def compile_spec(spec: Any) -> nn.Module:
+def compile_spec(spec: Any, *, image_size: Optional[int] = None) -> nn.Module:
     """Validated ``ModelSpec`` -> model (``ArchModel``), weights initialised (deterministic under
-    ``torch.manual_seed``). Raises :class:`SpecError` located in the spec or template file."""
+    ``torch.manual_seed``). ``image_size`` replaces the model's ``default_input_size`` only: the
+    architecture (e.g. an APE table sized for the spec's ``image_size``) stays that of the spec, so
+    the parameter count does not depend on it. Raises :class:`SpecError` located in the spec or
+    template file."""
     registry.load_plugins(list(getattr(spec, "plugins", None) or []))
     from archdsl.layouts import LAYOUTS
 
@@ -511,6 +517,8 @@ def compile_spec(spec: Any) -> nn.Module:
         raise SpecError(f"unknown layout '{layout}'{did_you_mean(layout, LAYOUTS)}", **spec.locate(("layout",)))
     model = LAYOUTS[layout](spec, Compiler(spec))
     init_weights(model)
+    if image_size is not None:
+        model.default_input_size = (model.default_input_size[0], int(image_size), int(image_size))
     return model
 
 
@@ -519,23 +527,21 @@ def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any
     """Load (if a path or a dict), validate and compile a spec.
 
     ``device="meta"`` allocates no weights (validation only); other devices build on the CPU and
-    move the model, so weights do not depend on the device. ``image_size`` overrides the spec's
-    default input size (``model.default_input_size``)."""
+    move the model, so weights do not depend on the device. ``image_size`` sets
+    ``model.default_input_size`` (the size reports use); the model accepts any size anyway."""
     from archdsl import spec as spec_mod
 
     overrides = list(overrides or ())
     if isinstance(spec_or_path, (str, Path)):
-        spec = spec_mod.load_spec(str(spec_or_path), overrides, image_size=image_size)
+        spec = spec_mod.load_spec(str(spec_or_path), overrides)
     elif isinstance(spec_or_path, dict):
-        spec = spec_mod.load_spec_dict(spec_or_path, overrides=overrides, image_size=image_size)
+        spec = spec_mod.load_spec_dict(spec_or_path, overrides=overrides)
     else:
         spec = spec_or_path
         if overrides:
             raise SpecError("overrides need a spec file path or a dict (a loaded spec is already resolved)")
-    if image_size is not None:
-        spec.image_size = int(image_size)
     if device is not None and str(device) == "meta":
         with torch.device("meta"):
-            return compile_spec(spec)
-    model = compile_spec(spec)
+            return compile_spec(spec, image_size=image_size)
+    model = compile_spec(spec, image_size=image_size)
     return model.to(device) if device is not None else model

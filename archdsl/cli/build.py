@@ -27,7 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="spec YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set stages.depths=[1,1,2,1] (repeatable)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: the spec's image_size)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input size of the pass and of the MACs (default: the spec's image_size); the "
+                        "architecture stays the spec's (same parameters)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--resolved", action="store_true", help="print the fully resolved spec as YAML and exit")
     p.add_argument("--weights", default=None, metavar="FILE", help="load a state dict (strict) before the pass")
@@ -100,16 +102,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size must be >= 1, got {args.image_size}")
-    spec = load_spec(args.spec, args.overrides, image_size=args.image_size)
+    spec = load_spec(args.spec, args.overrides)
     if args.resolved:
         build_model(spec, device="meta")  # the resolved text must compile
         sys.stdout.write(dump_resolved(spec))
         return 0
     torch.manual_seed(args.seed)
-    model = build_model(spec)
+    model = build_model(spec, image_size=args.image_size)
     if args.weights:
         load_weights(model, args.weights)
-    size = int(spec.image_size)
+    size = int(args.image_size or spec.image_size)
     model.eval()
     x = torch.randn(args.batch_size, int(spec.in_chans), size, size)
     try:

@@ -144,6 +144,22 @@ def _int(v: Any, what: str, ctx: Any) -> int:
     return v
 
 
+def _bool(v: Any, what: str, ctx: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ctx.error(f"{what} must be true or false, got {v!r}")
+    return v
+
+
+def _num(v: Any, what: str, ctx: Any, *, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
+    """A number in [lo, hi) (or (lo, hi) with ``lo_open``)."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > lo if lo_open else v >= lo) \
+        and (hi is None or v < hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
+        raise ctx.error(f"{what} must be a number in {rng}, got {v!r}")
+    return float(v)
+
+
 @register("primitive", "linear")
 def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{linear: N}`` or ``{linear: {out: N, bias: true}}``; ``out`` defaults to the input width."""
@@ -152,7 +168,7 @@ def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     else:
         opts = ctx.options(arg, {"out": None, "bias": True}, "linear")
     out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "linear out", ctx)
-    return TokenLinear(ctx.dim_in, out, bias=bool(opts["bias"])), out
+    return TokenLinear(ctx.dim_in, out, bias=_bool(opts["bias"], "linear bias", ctx)), out
 
 
 @register("primitive", "conv")
@@ -165,11 +181,13 @@ def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx)
     k = _int(opts["kernel"], "conv kernel", ctx)
     pad = k // 2 if opts["padding"] is None else opts["padding"]
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ctx.error(f"conv padding must be an integer >= 0, got {pad!r}")
     groups = _int(opts["groups"], "conv groups", ctx)
     if ctx.dim_in % groups or out % groups:
         raise ctx.error(f"conv groups {groups} must divide both widths {ctx.dim_in} -> {out}")
     return TokenConv2d(ctx.dim_in, out, k, stride=_int(opts["stride"], "conv stride", ctx), padding=pad,
-                       groups=groups, bias=bool(opts["bias"])), out
+                       groups=groups, bias=_bool(opts["bias"], "conv bias", ctx)), out
 
 
 @register("primitive", "dwconv")
@@ -181,7 +199,7 @@ def dwconv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     k = _int(opts["kernel"], "dwconv kernel", ctx)
     d = ctx.dim_in
     return TokenConv2d(d, d, k, stride=_int(opts["stride"], "dwconv stride", ctx), padding=k // 2,
-                       groups=d, bias=bool(opts["bias"])), d
+                       groups=d, bias=_bool(opts["bias"], "dwconv bias", ctx)), d
 
 
 NORMS = ("layernorm", "batchnorm", "rmsnorm")
@@ -205,12 +223,13 @@ def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
         opts = {"type": arg or "layernorm", "eps": None}
     else:
         opts = ctx.options(arg, {"type": "layernorm", "eps": None}, "norm")
-    if opts["type"] not in NORMS:
+    if not isinstance(opts["type"], str) or opts["type"] not in NORMS:
         from archdsl.spec.errors import did_you_mean
 
-        raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(opts['type'], NORMS)}; "
+        raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(str(opts['type']), NORMS)}; "
                         f"expected one of {', '.join(NORMS)}")
-    return make_norm(opts["type"], ctx.dim_in, opts["eps"]), ctx.dim_in
+    eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, lo_open=True)
+    return make_norm(opts["type"], ctx.dim_in, eps), ctx.dim_in
 
 
 def _activation(name: str):
@@ -236,15 +255,18 @@ def mlp(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     opts = ctx.options(arg, {"ratio": 4.0, "hidden": None, "out": None, "act": "gelu", "drop": 0.0,
                              "bias": True}, "mlp")
     d = ctx.dim_in
-    hidden = _int(opts["hidden"], "mlp hidden", ctx) if opts["hidden"] is not None else int(d * float(opts["ratio"]))
+    hidden = _int(opts["hidden"], "mlp hidden", ctx) if opts["hidden"] is not None else \
+        int(d * _num(opts["ratio"], "mlp ratio", ctx, lo_open=True))
     if hidden <= 0:
         raise ctx.error(f"mlp hidden width must be positive, got {hidden} (dim {d} x ratio {opts['ratio']})")
     out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx)
-    if opts["act"] not in Activation.FUNCS:
+    if not isinstance(opts["act"], str) or opts["act"] not in Activation.FUNCS:
         from archdsl.spec.errors import did_you_mean
 
-        raise ctx.error(f"unknown activation '{opts['act']}'{did_you_mean(opts['act'], Activation.FUNCS)}")
-    return Mlp(d, hidden, out, act=opts["act"], drop=float(opts["drop"]), bias=bool(opts["bias"])), out
+        raise ctx.error(f"unknown activation {opts['act']!r}{did_you_mean(str(opts['act']), Activation.FUNCS)}; "
+                        f"expected one of {', '.join(Activation.FUNCS)}")
+    return Mlp(d, hidden, out, act=opts["act"], drop=_num(opts["drop"], "mlp drop", ctx, hi=1.0),
+               bias=_bool(opts["bias"], "mlp bias", ctx)), out
 
 
 @register("primitive", "dropout")

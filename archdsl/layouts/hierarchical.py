@@ -66,7 +66,7 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     dpr = drop_path_schedule(spec.drop_path or 0.0, sum(int(p["depth"]) for p in plan))
     stem = c.component("stem", spec.stem or DEFAULT_STEM, ("stem",), (spec.in_chans, dims[0]))
     r0 = stem_reduction(stem, spec.in_chans)
-    pos = build_posenc(spec, c, dims[0], math.ceil(spec.image_size / r0) if r0 else None)
+    pos = build_posenc(spec, c, dims[0], math.ceil(c.image_size / r0) if r0 else None)
     dims_from_embed = spec.stages.embed_dim is not None and "dims" not in (spec.to_dict().get("stages") or {})
     stages, k = [], 0
     for i, p in enumerate(plan):
@@ -90,4 +90,4 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
                        defaults={"drop": spec.drop_rate})
     reduction = r0 * 2 ** (len(plan) - 1) if r0 else None
     return ArchModel(stem=stem, stages=stages, head=head, pos_embed=pos, spec=spec, layout="hierarchical",
-                     dims=dims, in_chans=spec.in_chans, image_size=spec.image_size, reduction=reduction)
+                     dims=dims, in_chans=spec.in_chans, image_size=c.image_size, reduction=reduction)

@@ -195,3 +195,23 @@ def test_unknown_components_did_you_mean(tmp_path):
     spec = hier_spec(head={"type": "pool_linear", "drop": 2.0})
     spec["head"]["drop"] = 0.5
     assert isinstance(build_model(spec).head.drop, nn.Dropout)
+
+
+def test_image_size_does_not_change_the_architecture():
+    spec = iso_spec(["identity"], dim=8, image_size=16, patch_size=4, posenc="ape")
+    a, b = build_model(spec), build_model(spec, image_size=32)
+    assert nparams(a) == nparams(b) == nparams(build_model(spec, device="meta"))
+    assert list(b.pos_embed[0].grid) == [4, 4] and b.default_input_size == (3, 32, 32)
+    assert b(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_bad_option_values_are_spec_errors():
+    for body, needle in [([{"linear": {"bias": "yes"}}], "linear bias must be true or false"),
+                         ([{"mlp": {"ratio": 0}}], "mlp ratio must be a number in (0.0, inf)"),
+                         ([{"norm": {"type": "layernorm", "eps": "x"}}], "norm eps must be a number"),
+                         ([{"conv": {"kernel": 0}}], "conv kernel must be a positive integer, got 0"),
+                         ([{"linear": 8, "name": "training"}], "module name 'training' is reserved")]:
+        with pytest.raises(SpecError) as e:
+            build_model(iso_spec(body))
+        assert needle in str(e.value), str(e.value)
+        assert e.value.path is not None and e.value.path.startswith("blocks.t.body.0")

@@ -127,7 +127,8 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     depths = [1 + max([b for (s, b) in off_blocks if s == i] + [-1]) for i in range(n_stages)]
     if sum(depths) != len(blocks):
         raise SpecError(f"the checkpoint has {sum(depths)} MLLA blocks (depths {depths}) but the model has "
-                        f"{len(blocks)}; set stages.depths to match (e.g. --set stages.depths={depths})")
+                        f"{len(blocks)}; set stages.depths to match "
+                        f"(e.g. --set stages.depths=[{','.join(map(str, depths))}])")
     starts = [sum(depths[:i]) for i in range(n_stages)]
 
     by_block: Dict[str, List[str]] = {p: [] for p in blocks}
@@ -140,12 +141,14 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     unexpected: List[str] = []
     mis_shaped: List[str] = []
     ambiguous: List[str] = []
+    shaped_targets: set = set()
 
     def put(src: str, dst: Optional[str], value: torch.Tensor) -> None:
         if dst is None or dst not in target:
             unexpected.append(src)
         elif tuple(target[dst].shape) != tuple(value.shape):
             mis_shaped.append(f"{src} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
+            shaped_targets.add(dst)
         else:
             out[dst] = value
 
@@ -187,7 +190,7 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
         else:
             unexpected.append(key)
 
-    missing = [k for k in tkeys if k not in out]
+    missing = [k for k in tkeys if k not in out and k not in shaped_targets]
     problems = []
     if missing:
         problems.append(f"missing in the checkpoint: {_listing(missing)}")

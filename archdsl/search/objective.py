@@ -13,6 +13,8 @@ samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto e
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -119,6 +121,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("block", component_name(spec_dict.get("block")))
     cfg = dataclasses.replace(ctx.train, **train_over)
     trial.set_user_attr("train", dataclasses.asdict(cfg))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
     torch.manual_seed(cfg.seed)            # the same initialisation stream for every trial
     build = ctx.build or _default_build

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["make_storage", "make_sampler", "make_pruner", "open_study", "budget_count", "study_lock",
+__all__ = ["normalize_url", "make_storage", "make_sampler", "make_pruner", "open_study", "budget_count", "study_lock",
            "run_workers_loop", "LoopResult", "HEARTBEAT_S"]
 
 HEARTBEAT_S = 20          # RDB heartbeat interval; a RUNNING trial silent for 4x this is stale
@@ -40,6 +40,19 @@ def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith((".log", ".journal"))
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` names SQLAlchemy's default driver (psycopg 3 in SQLAlchemy 2.1); when only
+    psycopg2 is installed (``pip install archdsl[postgres]``), name it explicitly."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+                return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql://" + url[len(prefix):]
+    return url
+
+
 def make_storage(url: str) -> Any:
     """An Optuna storage for ``url``: ``sqlite:///FILE``, ``postgresql://...``, ``mysql://...`` (RDB,
     with heartbeat) or ``journal:FILE`` (a journal file)."""
@@ -49,13 +62,39 @@ def make_storage(url: str) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         return JournalStorage(JournalFileBackend(path))
+    url = normalize_url(url)
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                      grace_period=4 * HEARTBEAT_S)
+    with _schema_lock(url):
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                          grace_period=4 * HEARTBEAT_S)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Workers starting together on an empty database would race to create Optuna's tables (and
+    PostgreSQL's enum types); a server-side lock makes the first one create them, the others wait."""
+    if not url.startswith(("postgresql", "postgres", "mysql")):
+        yield
+        return
+    import sqlalchemy
+    from sqlalchemy import text
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            pg = url.startswith("postgres")
+            conn.execute(text("SELECT pg_advisory_lock(7243011)" if pg else "SELECT GET_LOCK('archdsl_schema', -1)"))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(7243011)" if pg else
+                                  "SELECT RELEASE_LOCK('archdsl_schema')"))
+    finally:
+        engine.dispose()
 
 
 def make_sampler(name: str, *, seed: int | None, n_objectives: int, n_constraints: int,

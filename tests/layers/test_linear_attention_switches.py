@@ -114,3 +114,23 @@ def test_extra_repr_reports_the_path():
     m(torch.randn(1, 4, 16), (2, 2))
     assert "last backend:" in repr(m)
     assert "chunk_gated_linear_attention" in repr(LinearAttention(16, 2, forget_gate="scalar"))
+
+
+@pytest.mark.parametrize("opts,extra", [
+    ({}, 0),
+    ({"positional": ["rope2d", "lepe"]}, 9),  # LePE: k²·N·C
+    ({"input_gate": True}, 2 * C0),  # Δ = x W1 W2: 2·N·C·C0
+    ({"v_proj": True, "out_proj": True}, 2 * C),  # 2·N·C²
+], ids=lambda v: str(v))
+def test_macs_follow_the_paper_cost_model(opts, extra):
+    """MACs counted by FlopCounterMode (matmul/conv) = the paper's 2NC² (Q/K) + 2NCd (linear
+    attention, d = head dim) + the switch's own cost, in units of N·C."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    Hh, Ww = 6, 5
+    N = Hh * Ww
+    d = C // H
+    m = LinearAttention(C, H, **opts)
+    with FlopCounterMode(display=False) as fc:
+        m(torch.randn(1, N, C), (Hh, Ww))
+    assert fc.get_total_flops() // 2 == 2 * N * C * C + 2 * N * C * d + extra * N * C

@@ -148,3 +148,29 @@ def test_forget_gate_paths_match_recurrent_loop(opts):
     m = LinearAttention(8, 2, **opts).double()
     x = torch.randn(2, 4 * 3, 8, dtype=torch.float64)
     assert_close("fg-loop", la_forget_loop(m, x, (4, 3)), m(x, (4, 3)), atol=1e-9)
+
+
+try:
+    from hypothesis import assume, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=15, deadline=None)
+    @given(
+        normalize=st.booleans(), input_gate=st.booleans(), forget_gate=st.sampled_from([True, "scalar"]),
+        scan_order=st.sampled_from(["row", "bidirectional", "cross4"]), rope=st.booleans(),
+        lepe=st.booleans(), shortcut=st.booleans(), v_proj=st.booleans(), heads=st.sampled_from([1, 2]),
+        key_dim=st.sampled_from([None, 2, 4]), grid=st.sampled_from([(1, 1), (2, 3), (3, 2), (4, 1)]),
+    )
+    def test_any_switch_combination_matches_recurrent_loop(normalize, input_gate, forget_gate, scan_order, rope,
+                                                            lepe, shortcut, v_proj, heads, key_dim, grid):
+        assume(not rope or (heads * (key_dim or 8 // heads)) % 4 == 0)  # rope2d needs h·d divisible by 4
+        positional = (["rope2d"] if rope else []) + (["lepe"] if lepe else [])
+        m = LinearAttention(8, heads, normalize=normalize, input_gate=input_gate, forget_gate=forget_gate,
+                            scan_order=scan_order, positional=positional, shortcut=shortcut, v_proj=v_proj,
+                            key_dim=key_dim).double()
+        x = torch.randn(1, grid[0] * grid[1], 8, dtype=torch.float64)
+        assert_close("combo", la_forget_loop(m, x, grid), m(x, grid), atol=1e-9)

@@ -162,3 +162,27 @@ def test_argument_errors():
         selective_scan(u, delta, A, B, C, D=D[:2])
     with pytest.raises(ValueError, match="unknown selective_scan backend 'fast'"):
         selective_scan(u, delta, A, B, C, backend="fast")
+
+
+@pytest.mark.parametrize(
+    "env,reason",
+    [({"ARCHDSL_NO_CPP": "1"}, "disabled by ARCHDSL_NO_CPP"), ({"CXX": "/bin/false"}, "CalledProcessError")],
+    ids=["disabled", "no-compiler"],
+)
+def test_falls_back_to_chunked_without_cpp(tmp_path, env, reason):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from archdsl.ops.selective_scan import selective_scan, last_backend, cpp_build_error\n"
+        "selective_scan(torch.randn(1,2,5), torch.rand(1,2,5), -torch.rand(2,3), torch.randn(1,3,5), torch.randn(1,3,5))\n"
+        "print(last_backend()); print(cpp_build_error())\n"
+    )
+    full_env = {**os.environ, "ARCHDSL_EXTENSIONS_DIR": str(tmp_path), **env}
+    res = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    backend, error = res.stdout.splitlines()[:2]
+    assert backend.startswith("chunked(")
+    assert reason in error

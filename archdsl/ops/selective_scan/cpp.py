@@ -9,6 +9,7 @@ the dispatcher falls back to the pure-PyTorch chunked scan.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -35,7 +36,14 @@ def _cpu_flags() -> list[str]:
 
 
 def _build() -> None:
-    from torch.utils import cpp_extension
+    # cpp_extension logs "No CUDA runtime is found" on import on CPU-only machines: irrelevant here.
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        log.setLevel(level)
 
     flags = _cpu_flags()
     tag = hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]
@@ -120,3 +128,4 @@ def selective_scan_cpp(
     y, last = _ScanFn.apply(u.to(dt).contiguous(), d, A.to(dt).contiguous(), Bg, Cg)
     out = finish(y, u, D, z, u.dtype)
     return (out, last) if return_last_state else out
+

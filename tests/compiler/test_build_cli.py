@@ -100,12 +100,3 @@ def test_user_errors_exit_2_one_line(capsys, argv, needle):
     rc, out, err = run_cli(capsys, *argv)
     assert rc == 2 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and needle in err
-
-
-def test_mlla_t_has_the_official_parameter_count(capsys):
-    spec = ROOT / "specs" / "mlla_t.yaml"
-    if not spec.is_file():
-        pytest.skip("specs/mlla_t.yaml not shipped yet")
-    rc, out, err = run_cli(capsys, "build", str(spec), "--json", "--image-size", "64")
-    assert rc == 0, err
-    assert json.loads(out)["params"] == 24_392_200

@@ -460,30 +460,30 @@ def _later_names(positions: Positions, name: str) -> list[str]:
 
 
 def _check_target(path: tuple, base: dict, positions: Positions, at: tuple, file: str) -> None:
-    """The parent of a searched field must exist in the base (a mapping, a list with that index, or a
-    component name that becomes ``{type: name}``); the field itself may be new (an option)."""
+    """The field must be able to exist in the spec: every key on the way is in the base or a field
+    the language knows there (``fields_at``; component options are free-form), and every list index
+    is in range. A missing mapping (e.g. ``head`` when the base uses the default head) is created."""
+    from archdsl.spec.schema import fields_at
+
     node: Any = base
-    for i, key in enumerate(path[:-1]):
-        if isinstance(node, str) and isinstance(key, str):
-            node = None
-            break
-        if isinstance(node, dict):
-            if key not in node:
-                if i == len(path) - 2:   # a new option mapping one level up, e.g. head.{type, ...}
-                    node = {}
-                    continue
-                raise _err(f"'{format_path(path)}': '{format_path(path[:i + 1])}' is not in the base spec"
-                           f"{did_you_mean(key, [k for k in node if isinstance(k, str)])}", positions, at, file)
-            node = node[key]
-        elif isinstance(node, list):
+    for i, key in enumerate(path):
+        here = path[:i]
+        if isinstance(node, str) and isinstance(key, str):      # a component name: {type: name, ...}
+            node = {}
+            continue
+        if isinstance(node, list):
             if not isinstance(key, int) or not -len(node) <= key < len(node):
-                raise _err(f"'{format_path(path)}': index {key} is out of range for "
-                           f"'{format_path(path[:i])}' (length {len(node)})", positions, at, file)
+                raise _err(f"'{format_path(path)}': index {key} is out of range for '{format_path(here)}' "
+                           f"(length {len(node)})", positions, at, file)
             node = node[key]
-        else:
-            raise _err(f"'{format_path(path)}': '{format_path(path[:i])}' is a {type(node).__name__}, "
-                       f"not a mapping or list", positions, at, file)
-    last = path[-1]
-    if isinstance(node, list) and (not isinstance(last, int) or not -len(node) <= last < len(node)):
-        raise _err(f"'{format_path(path)}': index {last} is out of range for '{format_path(path[:-1])}' "
-                   f"(length {len(node)})", positions, at, file)
+            continue
+        if node is None:
+            node = {}
+        if not isinstance(node, dict):
+            raise _err(f"'{format_path(path)}': '{format_path(here)}' is a {type(node).__name__}, not a "
+                       f"mapping or list", positions, at, file)
+        known = fields_at(here) if not any(isinstance(k, int) for k in here) or here[:1] == ("stages",) else None
+        if key not in node and known is not None and key not in known:
+            raise _err(f"'{format_path(path)}': '{format_path(path[:i + 1])}' is not a field of the spec"
+                       f"{did_you_mean(key, known)}", positions, at, file)
+        node = node.get(key)

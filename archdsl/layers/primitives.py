@@ -70,11 +70,15 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 class Activation(nn.Module):
     """A parameter-free elementwise function by name: relu, gelu, silu, sigmoid, tanh, identity."""
 
     FUNCS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
-             "tanh": torch.tanh, "identity": lambda t: t}
+             "tanh": torch.tanh, "identity": _identity}
 
     def __init__(self, name: str):
         super().__init__()

@@ -118,3 +118,50 @@ def test_template_params_and_block_options():
     spec["block"] = {"type": "t", "rr": 1.0}
     with pytest.raises(SpecError, match=r"unknown option 'rr' for block 't' \(did you mean 'r'\?\)"):
         build_model(spec)
+
+
+def test_user_primitive_and_copies():
+    import copy
+    import io
+
+    from torch import nn
+
+    from archdsl import registry
+
+    class Scale(nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, x, hw):
+            return self.value * x
+
+    @registry.register("primitive", "c2_scale", override=True)
+    def c2_scale(arg, ctx):
+        opts = ctx.options(arg if isinstance(arg, dict) else {"value": arg}, {"value": 1.0}, "c2_scale")
+        if opts["value"] == 0:
+            raise ctx.error("c2_scale value must not be 0")
+        return Scale(opts["value"]), ctx.dim_in
+
+    try:
+        m = build_model(iso_spec([{"c2_scale": 3.0}, "identity", {"linear": 8, "name": "fc"}])).eval()
+        blk = first_block(m)
+        x = torch.randn(2, 15, 8)
+        torch.testing.assert_close(blk(x, HW), lin(blk, "fc", 3.0 * x))
+        with pytest.raises(SpecError, match=r"blocks.t.body.0.c2_scale: c2_scale value must not be 0"):
+            build_model(iso_spec([{"c2_scale": {"value": 0}}]))
+        with pytest.raises(SpecError, match=r"unknown option 'valeu' for c2_scale \(did you mean 'value'\?\)"):
+            build_model(iso_spec([{"c2_scale": {"valeu": 2}}]))
+        # deepcopy and pickling keep the program bound to the copy's own modules
+        img = torch.randn(1, 3, 16, 16)
+        m2 = copy.deepcopy(m)
+        torch.testing.assert_close(m2(img), m(img))
+        with torch.no_grad():
+            first_block(m2).fc.weight.copy_(torch.randn(8, 8))  # (a constant shift would vanish in the LayerNorm)
+        assert not torch.allclose(m2(img), m(img))
+        buf = io.BytesIO()
+        torch.save(m2, buf)
+        buf.seek(0)
+        torch.testing.assert_close(torch.load(buf, weights_only=False)(img), m2(img))
+    finally:
+        registry._REGISTRY["primitive"].pop("c2_scale", None)

@@ -120,28 +120,27 @@ def test_template_params_and_block_options():
         build_model(spec)
 
 
+class _Scale(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x, hw):
+        return self.value * x
+
+
 def test_user_primitive_and_copies():
     import copy
     import io
 
-    from torch import nn
-
     from archdsl import registry
-
-    class Scale(nn.Module):
-        def __init__(self, value):
-            super().__init__()
-            self.value = value
-
-        def forward(self, x, hw):
-            return self.value * x
 
     @registry.register("primitive", "c2_scale", override=True)
     def c2_scale(arg, ctx):
         opts = ctx.options(arg if isinstance(arg, dict) else {"value": arg}, {"value": 1.0}, "c2_scale")
         if opts["value"] == 0:
             raise ctx.error("c2_scale value must not be 0")
-        return Scale(opts["value"]), ctx.dim_in
+        return _Scale(opts["value"]), ctx.dim_in
 
     try:
         m = build_model(iso_spec([{"c2_scale": 3.0}, "identity", {"linear": 8, "name": "fc"}])).eval()

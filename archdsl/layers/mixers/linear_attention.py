@@ -253,8 +253,12 @@ class LinearAttention(TokenModule):
             return s.reshape(s.shape[0], h, -1, s.shape[-1]).transpose(-1, -2)
 
         ld = self._to_scan(log_decay, hw)  # [B*K, h, L]
-        y = chunk_gated_linear_attention(heads(qr), heads(kr), heads(vg), ld, normalize=False)
-        if self.normalize:
+        if self.rope is None:  # one call: the op's own normaliser uses the same q, k
+            y = chunk_gated_linear_attention(heads(q), heads(k), heads(vg), ld, normalize=self.normalize,
+                                             eps=self.eps)
+        else:
+            y = chunk_gated_linear_attention(heads(qr), heads(kr), heads(vg), ld, normalize=False)
+        if self.normalize and self.rope is not None:  # the normaliser uses the un-rotated q, k
             ones = torch.ones(B * K, h, N, 1, dtype=y.dtype, device=y.device)
             z = chunk_gated_linear_attention(heads(q), heads(k), ones, ld, normalize=False)
             y = y / (z + self.eps)

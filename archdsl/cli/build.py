@@ -43,21 +43,20 @@ def load_weights(model: Any, path: str) -> None:
     Problems raise SpecError naming at most a few keys of each kind."""
     import torch
 
-    from archdsl.cli import UserError
-
     if not Path(path).is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise SpecError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unreadable / not a torch file
-        raise UserError(f"cannot read weights file {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
+        raise SpecError(f"cannot read the weights (is it a torch.save file?): {type(e).__name__}: {e}".splitlines()[0],
+                        file=path) from None
     if isinstance(state, dict):
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path}: expected a state dict (name -> tensor)")
+        raise SpecError("expected a state dict (name -> tensor)", file=path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -69,7 +68,7 @@ def load_weights(model: Any, path: str) -> None:
             more = f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
             problems.append(f"{len(items)} {what} key(s): {', '.join(items[:MAX_LISTED])}{more}")
     if problems:
-        raise UserError(f"{path} does not fit this model: " + "; ".join(problems))
+        raise SpecError("the weights do not fit this model: " + "; ".join(problems), file=path)
     model.load_state_dict(state, strict=True)
 
 

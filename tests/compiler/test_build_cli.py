@@ -87,6 +87,10 @@ def test_weights_round_trip(capsys, tmp_path):
     assert rc == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "1 missing key(s): head.fc.bias" in err and "1 unexpected key(s): extra.weight" in err
     assert "1 mis-shaped key(s): head.fc.weight [3, 32] vs model [10, 32]" in err
+    assert err.startswith(f"archdsl build: error: {f}: the weights do not fit this model: ")
+    f.write_bytes(b"not a checkpoint")
+    rc, out, err = run_cli(capsys, "build", TINY, "--weights", str(f))
+    assert rc == 2 and "is it a torch.save file?" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -50,3 +50,12 @@ def test_summary_hierarchical_rows_and_training_mode_kept():
     assert m.training                                     # summarize restores the mode
     with pytest.raises(ValueError, match="input_size must be"):
         count_macs(m, (1, 2, 3, 4))
+
+
+def test_macs_on_meta_equal_real():
+    from pathlib import Path
+
+    tiny = str(Path(__file__).parent / "specs" / "tiny_child.yaml")
+    real, meta = build_model(tiny), build_model(tiny, device="meta")
+    assert count_macs(meta, 32) == count_macs(real, 32) > 0
+    assert count_params(meta) == count_params(real)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from archdsl.cli import UserError
 
@@ -56,29 +56,40 @@ def check_bench_args(args: argparse.Namespace) -> None:
             raise UserError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
 
 
-def bench_spec(path: str, args: argparse.Namespace, overrides: List[str] | None = None) -> Dict[str, Any]:
-    """Build ``path`` and time it with the flags of :func:`add_bench_arguments`."""
+def _resolve(path: str, args: argparse.Namespace, overrides: List[str] | None) -> Tuple[Any, int, int]:
+    from archdsl import build_model, load_spec
+
+    ov = list(overrides if overrides is not None else getattr(args, "overrides", []) or [])
+    spec = load_spec(path, ov)
+    model = build_model(spec)
+    size = int(args.image_size or spec.image_size)
+    return model, size, int(spec.in_chans)
+
+
+def bench_specs(paths: List[str], args: argparse.Namespace,
+                overrides: List[str] | None = None) -> List[Dict[str, Any]]:
+    """Build every spec, warm every model up (one untimed pass each, so the first spec is not timed
+    on a cold machine), then time each with the flags of :func:`add_bench_arguments`."""
     import torch
 
-    from archdsl import build_model
     from archdsl.analysis.benchmark import measure_throughput
 
-    model = build_model(path, overrides=list(overrides if overrides is not None else args.overrides))
-    size = args.image_size or int(getattr(model, "default_input_size", None) or _spec_size(path, args))
-    in_chans = int(getattr(model, "in_chans", 3) or 3)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = measure_throughput(model, batch_size=args.batch_size, image_size=size, in_chans=in_chans,
-                             device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-                             warmup=args.warmup, iters=args.iters, min_time=args.min_time, train=args.train,
-                             compile=args.compile)
-    return {"spec": path, **res}
-
-
-def _spec_size(path: str, args: argparse.Namespace) -> int:
-    from archdsl import load_spec
-
-    return int(load_spec(path, list(getattr(args, "overrides", []) or [])).image_size)
+    built = [(p, *_resolve(p, args, overrides)) for p in paths]
+    if len(built) > 1:
+        for _, model, size, chans in built:
+            measure_throughput(model, batch_size=args.batch_size, image_size=size, in_chans=chans,
+                               device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+                               warmup=1, iters=1, min_time=0.0, train=False)
+    results = []
+    for path, model, size, chans in built:
+        res = measure_throughput(model, batch_size=args.batch_size, image_size=size, in_chans=chans,
+                                 device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+                                 warmup=args.warmup, iters=args.iters, min_time=args.min_time,
+                                 train=args.train, compile=args.compile)
+        results.append({"spec": path, **res})
+    return results
 
 
 def format_result(r: Dict[str, Any]) -> str:
@@ -96,11 +107,9 @@ def format_result(r: Dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_bench_args(args)
-    results = []
-    for path in args.specs:
-        r = bench_spec(path, args)
-        results.append(r)
-        if not args.json:
+    results = bench_specs(args.specs, args)
+    if not args.json:
+        for r in results:
             print(format_result(r))
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))

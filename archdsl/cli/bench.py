@@ -81,7 +81,7 @@ def bench_specs(paths: List[str], args: argparse.Namespace,
         for _, model, size, chans in built:
             measure_throughput(model, batch_size=args.batch_size, image_size=size, in_chans=chans,
                                device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-                               warmup=1, iters=1, min_time=0.0, train=False)
+                               warmup=1, iters=1, min_time=0.0, train=args.train)
     results = []
     for path, model, size, chans in built:
         res = measure_throughput(model, batch_size=args.batch_size, image_size=size, in_chans=chans,

@@ -72,6 +72,14 @@ def load_weights(model: Any, path: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def _si(n: int) -> str:
+    """4130097152 -> '4.130G', 497760 -> '497.8K'."""
+    for div, unit, fmt in ((1e9, "G", "{:.3f}"), (1e6, "M", "{:.1f}"), (1e3, "K", "{:.1f}")):
+        if n >= div:
+            return fmt.format(n / div) + unit
+    return str(n)
+
+
 def _table(info: Dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -82,10 +90,10 @@ def _table(info: Dict[str, Any]) -> None:
     t.add_column("params", justify="right")
     t.add_column("MACs", justify="right")
     for r in info["stages"]:
-        t.add_row(r["name"], str(tuple(r["output_shape"])), f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f}M")
+        t.add_row(r["name"], str(tuple(r["output_shape"])), f"{r['params']:,}", _si(r["macs"]))
     t.add_section()
     t.add_row("total", str(tuple(info["output_shape"])), f"{info['params']:,} ({info['params'] / 1e6:.2f}M)",
-              f"{info['macs'] / 1e9:.3f}G")
+              _si(info["macs"]))
     Console().print(t)
 
 

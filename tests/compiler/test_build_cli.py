@@ -104,3 +104,16 @@ def test_user_errors_exit_2_one_line(capsys, argv, needle):
     rc, out, err = run_cli(capsys, *argv)
     assert rc == 2 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_isotropic_spec_by_hand(capsys):
+    vit = str(HERE / "specs" / "tiny_vit.yaml")
+    rc, out, _ = run_cli(capsys, "build", vit, "--json", "--image-size", "48")
+    info = json.loads(out)
+    stem, ape, head = 3 * 24 * 64 + 24, 16 * 24, 24 * 4 + 4             # patch 8 conv; APE grid 4x4 at 32
+    block = 2 * 24 + (24 * 72 + 72) + (24 * 24 + 24) + 2 * 24 + (24 * 48 + 48) + (48 * 24 + 24)
+    assert info["params"] == stem + ape + 2 * block + head == 14860
+    assert [r["name"] for r in info["stages"]] == ["stem", "pos_embed", "stage0", "head"]
+    assert info["stages"][2]["output_shape"] == [1, 36, 24] and info["output_shape"] == [1, 4]
+    rc, out, _ = run_cli(capsys, "build", vit)
+    assert rc == 0 and "14,860" in out and "K" in out

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple

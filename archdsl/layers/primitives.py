@@ -142,68 +142,79 @@ class Mlp(nn.Module):
 # primitives (template node builders)
 
 
-def _int(v: Any, what: str, ctx: Any) -> int:
+def _at(arg: Any):
+    """Where an option sits relative to the node's argument: ``(key,)`` in a mapping, else ``()``."""
+    return (lambda key: (key,)) if isinstance(arg, dict) else (lambda key: ())
+
+
+def _int(v: Any, what: str, ctx: Any, sub: tuple = ()) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ctx.error(f"{what} must be a positive integer, got {v!r}")
+        raise ctx.error(f"{what} must be a positive integer, got {v!r}", sub)
     return v
 
 
-def _bool(v: Any, what: str, ctx: Any) -> bool:
+def _bool(v: Any, what: str, ctx: Any, sub: tuple = ()) -> bool:
     if not isinstance(v, bool):
-        raise ctx.error(f"{what} must be true or false, got {v!r}")
+        raise ctx.error(f"{what} must be true or false, got {v!r}", sub)
     return v
 
 
-def _num(v: Any, what: str, ctx: Any, *, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
+def _num(v: Any, what: str, ctx: Any, sub: tuple = (), *, lo: float = 0.0, hi: float | None = None,
+         lo_open: bool = False) -> float:
     """A number in [lo, hi) (or (lo, hi) with ``lo_open``)."""
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > lo if lo_open else v >= lo) \
         and (hi is None or v < hi)
     if not ok:
         rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
-        raise ctx.error(f"{what} must be a number in {rng}, got {v!r}")
+        raise ctx.error(f"{what} must be a number in {rng}, got {v!r}", sub)
     return float(v)
 
 
 @register("primitive", "linear")
 def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{linear: N}`` or ``{linear: {out: N, bias: true}}``; ``out`` defaults to the input width."""
+    at = _at(arg)
     if arg is None or isinstance(arg, (int, str)) and not isinstance(arg, bool):
         opts = {"out": arg, "bias": True}
     else:
         opts = ctx.options(arg, {"out": None, "bias": True}, "linear")
-    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "linear out", ctx)
-    return TokenLinear(ctx.dim_in, out, bias=_bool(opts["bias"], "linear bias", ctx)), out
+    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "linear out", ctx, at("out"))
+    return TokenLinear(ctx.dim_in, out, bias=_bool(opts["bias"], "linear bias", ctx, at("bias"))), out
 
 
 @register("primitive", "conv")
 def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{conv: {out, kernel: 3, stride: 1, groups: 1, bias: true, padding: kernel // 2}}`` on the grid."""
+    at = _at(arg)
     if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
         arg = {"out": arg}
     opts = ctx.options(arg, {"out": None, "kernel": 3, "stride": 1, "groups": 1, "bias": True,
                              "padding": None}, "conv")
-    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx)
-    k = _int(opts["kernel"], "conv kernel", ctx)
+    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx, at("out"))
+    k = _int(opts["kernel"], "conv kernel", ctx, at("kernel"))
     pad = k // 2 if opts["padding"] is None else opts["padding"]
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ctx.error(f"conv padding must be an integer >= 0, got {pad!r}")
-    groups = _int(opts["groups"], "conv groups", ctx)
+        raise ctx.error(f"conv padding must be an integer >= 0, got {pad!r}", at("padding"))
+    groups = _int(opts["groups"], "conv groups", ctx, at("groups"))
     if ctx.dim_in % groups or out % groups:
         raise ctx.error(f"conv groups {groups} must divide both widths {ctx.dim_in} -> {out}")
-    return TokenConv2d(ctx.dim_in, out, k, stride=_int(opts["stride"], "conv stride", ctx), padding=pad,
-                       groups=groups, bias=_bool(opts["bias"], "conv bias", ctx)), out
+    stride = _int(opts["stride"], "conv stride", ctx, at("stride"))
+    return TokenConv2d(ctx.dim_in, out, k, stride=stride, padding=pad, groups=groups,
+                       bias=_bool(opts["bias"], "conv bias", ctx, at("bias"))), out
 
 
 @register("primitive", "dwconv")
 def dwconv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{dwconv: {kernel: 3, bias: true, stride: 1}}`` (or ``{dwconv: 5}``): depthwise conv, width kept."""
+    at = _at(arg)
     if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
         arg = {} if arg is None else {"kernel": arg}
     opts = ctx.options(arg, {"kernel": 3, "bias": True, "stride": 1}, "dwconv")
-    k = _int(opts["kernel"], "dwconv kernel", ctx)
+    k = _int(opts["kernel"], "dwconv kernel", ctx, at("kernel"))
     d = ctx.dim_in
-    return TokenConv2d(d, d, k, stride=_int(opts["stride"], "dwconv stride", ctx), padding=k // 2,
-                       groups=d, bias=_bool(opts["bias"], "dwconv bias", ctx)), d
+    stride = _int(opts["stride"], "dwconv stride", ctx, at("stride"))
+    return TokenConv2d(d, d, k, stride=stride, padding=k // 2, groups=d,
+                       bias=_bool(opts["bias"], "dwconv bias", ctx, at("bias"))), d
 
 
 NORMS = ("layernorm", "batchnorm", "rmsnorm")
@@ -223,6 +234,7 @@ def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
 @register("primitive", "norm")
 def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``norm`` (layernorm), ``{norm: layernorm|batchnorm|rmsnorm}`` or ``{norm: {type, eps}}``."""
+    at = _at(arg)
     if arg is None or isinstance(arg, str):
         opts = {"type": arg or "layernorm", "eps": None}
     else:
@@ -231,8 +243,8 @@ def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
         from archdsl.spec.errors import did_you_mean
 
         raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(str(opts['type']), NORMS)}; "
-                        f"expected one of {', '.join(NORMS)}")
-    eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, lo_open=True)
+                        f"expected one of {', '.join(NORMS)}", at("type"))
+    eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, at("eps"), lo_open=True)
     return make_norm(opts["type"], ctx.dim_in, eps), ctx.dim_in
 
 
@@ -254,23 +266,24 @@ for _name in ("relu", "gelu", "silu", "sigmoid", "tanh", "identity"):
 @register("primitive", "mlp")
 def mlp(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``{mlp: {ratio: 4, hidden: None, out: None, act: gelu, drop: 0, bias: true}}`` (fc1, fc2 like timm)."""
+    at = _at(arg)
     if arg is None or isinstance(arg, (int, float)) and not isinstance(arg, bool):
         arg = {} if arg is None else {"ratio": arg}
     opts = ctx.options(arg, {"ratio": 4.0, "hidden": None, "out": None, "act": "gelu", "drop": 0.0,
                              "bias": True}, "mlp")
     d = ctx.dim_in
-    hidden = _int(opts["hidden"], "mlp hidden", ctx) if opts["hidden"] is not None else \
-        int(d * _num(opts["ratio"], "mlp ratio", ctx, lo_open=True))
+    hidden = _int(opts["hidden"], "mlp hidden", ctx, at("hidden")) if opts["hidden"] is not None else \
+        int(d * _num(opts["ratio"], "mlp ratio", ctx, at("ratio"), lo_open=True))
     if hidden <= 0:
         raise ctx.error(f"mlp hidden width must be positive, got {hidden} (dim {d} x ratio {opts['ratio']})")
-    out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx)
+    out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx, at("out"))
     if not isinstance(opts["act"], str) or opts["act"] not in Activation.FUNCS:
         from archdsl.spec.errors import did_you_mean
 
         raise ctx.error(f"unknown activation {opts['act']!r}{did_you_mean(str(opts['act']), Activation.FUNCS)}; "
-                        f"expected one of {', '.join(Activation.FUNCS)}")
-    return Mlp(d, hidden, out, act=opts["act"], drop=_num(opts["drop"], "mlp drop", ctx, hi=1.0),
-               bias=_bool(opts["bias"], "mlp bias", ctx)), out
+                        f"expected one of {', '.join(Activation.FUNCS)}", at("act"))
+    return Mlp(d, hidden, out, act=opts["act"], drop=_num(opts["drop"], "mlp drop", ctx, at("drop"), hi=1.0),
+               bias=_bool(opts["bias"], "mlp bias", ctx, at("bias"))), out
 
 
 @register("primitive", "dropout")

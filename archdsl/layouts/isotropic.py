@@ -5,8 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from archdsl.layouts.hierarchical import (DEFAULT_HEAD, build_posenc, check_heads, drop_path_schedule,
-                                          stem_reduction)
+from archdsl.layouts.hierarchical import (
+    DEFAULT_HEAD,
+    build_posenc,
+    check_heads,
+    drop_path_schedule,
+    stem_reduction,
+)
 from archdsl.layouts.model import ArchModel, Stage
 
 

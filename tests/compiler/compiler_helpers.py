@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from torch import nn
-
-from archdsl import registry
 
 TEST_MIXER = "c2_test_mixer"
 

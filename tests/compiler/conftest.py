@@ -3,9 +3,9 @@ folders' "every registered mixer" suites do not see it)."""
 from __future__ import annotations
 
 import pytest
+from compiler_helpers import TEST_MIXER, TinyMixer
 
 from archdsl import registry
-from compiler_helpers import TEST_MIXER, TinyMixer
 
 
 @pytest.fixture(autouse=True, scope="module")

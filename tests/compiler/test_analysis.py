@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from compiler_helpers import iso_spec
 
 from archdsl.analysis.summary import count_macs, count_params, summarize
 from archdsl.compiler import build_model
-
-from compiler_helpers import iso_spec
 
 
 def linear_only():

@@ -4,12 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from compiler_helpers import first_block, iso_spec, nparams
 
 from archdsl.compiler import build_model
-from archdsl.spec import load_spec
 from archdsl.spec.errors import SpecError
-
-from compiler_helpers import first_block, iso_spec, nparams
 
 HW = (3, 5)
 

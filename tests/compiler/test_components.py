@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from compiler_helpers import nparams
 
 from archdsl import registry
-
-from compiler_helpers import nparams
 
 
 def test_patch_embed_pads_and_norms():

@@ -6,14 +6,13 @@ import textwrap
 
 import pytest
 import torch
+from compiler_helpers import TEST_MIXER, hier_spec, iso_spec, nparams
 from torch import nn
 
 from archdsl import registry
 from archdsl.compiler import build_model
 from archdsl.layouts.hierarchical import drop_path_schedule
 from archdsl.spec.errors import SpecError
-
-from compiler_helpers import TEST_MIXER, hier_spec, iso_spec, nparams
 
 PRENORM_LINEAR = [{"residual": [{"norm": "layernorm"}, {"linear": None}]}]  # LN(d): 2d, Linear: d*d + d
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from compiler_helpers import TEST_MIXER, first_block, iso_spec, nparams
 
 from archdsl.compiler import build_model
 from archdsl.layers.base import map_to_tokens, tokens_to_map
 from archdsl.spec.errors import SpecError
-
-from compiler_helpers import TEST_MIXER, first_block, iso_spec, nparams
 
 HW = (3, 5)
 

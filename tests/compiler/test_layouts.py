@@ -214,3 +214,25 @@ def test_bad_option_values_are_spec_errors():
             build_model(iso_spec(body))
         assert needle in str(e.value), str(e.value)
         assert e.value.path is not None and e.value.path.startswith("blocks.t.body.0")
+
+
+def test_values_from_block_options_are_located_at_the_spec(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(textwrap.dedent("""\
+        layout: isotropic
+        patch_size: 4
+        dim: 8
+        depth: 1
+        heads: 2
+        image_size: 16
+        block: {type: t, r: -1}
+        blocks:
+          t:
+            params: {r: 4.0}
+            body:
+              - {mlp: {ratio: $r}}
+        """))
+    with pytest.raises(SpecError) as e:
+        build_model(str(p))
+    assert e.value.path == "block.r" and (e.value.line, e.value.col) == (7, 18)
+    assert "mlp ratio must be a number in (0.0, inf), got -1" in str(e.value)

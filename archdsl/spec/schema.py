@@ -26,8 +26,10 @@ _REF_SCHEMA: dict = {
     "anyOf": [
         {"type": "string", "description": "a registered component or template name"},
         {"type": "object", "properties": {"type": {"type": "string", "description": "component name"}},
-         "required": ["type"], "additionalProperties": True,
-         "description": "{type: name, **options}; options are checked against the constructor"},
+         "additionalProperties": True,
+         "description": "{type: name, **options}; options are checked against the constructor. "
+                        "Without 'type' only in a spec that extends one defining this component "
+                        "(the options are merged onto it)"},
     ]
 }
 _PATCH_SCHEMA: dict = {
@@ -117,12 +119,14 @@ class StagesSpec(_Strict):
     dims: Optional[List[PosInt]] = Field(None, title="Widths", description="channel width of each stage")
     embed_dim: Optional[PosInt] = Field(
         None, title="Width of stage 0", description="alternative to dims: doubles at every stage")
-    depths: List[PosInt] = Field(..., title="Depths", description="number of blocks in each stage")
+    depths: Optional[List[PosInt]] = Field(None, title="Depths",
+                                           description="number of blocks in each stage (required)")
     heads: Optional[Union[List[PosInt], PosInt]] = Field(
         None, title="Heads", description="attention heads per stage (one int = the same in every stage)")
     override: Dict[int, StageOverride] = Field(
         default_factory=dict, title="Per-stage overrides",
-        description="stage index (0-based) -> {block, mixer} replacing the spec-wide ones")
+        description="stage index (0-based) -> {block, mixer} replacing the spec-wide ones",
+        json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}})
 
 
 class TemplateModel(_Strict):
@@ -155,7 +159,8 @@ class ModelSpec(_Strict):
     stages: Optional[StagesSpec] = Field(None, title="Stages", description="hierarchical layout sizes")
     downsample: Optional[ComponentRef] = Field(None, title="Downsample",
                                                description="between stages (component ref)")
-    block: ComponentRef = Field(..., title="Block", description="block template or Python block (component ref)")
+    block: Optional[ComponentRef] = Field(None, title="Block",
+                                          description="block template or Python block (component ref; required)")
     mixer: Optional[ComponentRef] = Field(None, title="Mixer",
                                           description="token mixer built by every {mixer: $mixer} node")
     head: Optional[ComponentRef] = Field(None, title="Head", description="classifier head (component ref)")
@@ -367,6 +372,10 @@ def check_semantics(spec: ModelSpec) -> None:
     """Layout-specific fields, list lengths, stage indices. Fills ``stages.dims`` from ``embed_dim``
     and broadcasts an int ``stages.heads`` to a list. Raises a located :class:`SpecError`."""
     raw = spec._raw
+    # `block` and `stages.depths` are required, but not in the JSON Schema (a spec that extends
+    # another one legitimately omits them), so they are checked here.
+    if spec.block is None:
+        raise spec.error(("block",), "missing required key 'block'")
     if spec.layout == "hierarchical":
         for f in _ISO_ONLY:
             if f in raw and raw[f] is not None:
@@ -376,6 +385,8 @@ def check_semantics(spec: ModelSpec) -> None:
             raise spec.error(("layout",) if "layout" in raw else (), "missing key 'stages' "
                              "(required by layout: hierarchical)")
         st = spec.stages
+        if st.depths is None:
+            raise spec.error(("stages", "depths"), "missing required key 'depths'")
         n = len(st.depths)
         if n == 0:
             raise spec.error(("stages", "depths"), "expected at least one stage, got an empty list")

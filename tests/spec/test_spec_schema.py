@@ -130,4 +130,33 @@ def test_json_schema_is_usable():
         assert props[key].get("description") or props[key].get("title")
     assert props["layout"]["enum"] == ["hierarchical", "isotropic"]
     assert "StagesSpec" in schema["$defs"]
-    assert schema["$defs"]["StagesSpec"]["required"] == ["depths"]
+    assert "required" not in schema  # a spec that extends another may omit anything
+    assert "depths" in schema["$defs"]["StagesSpec"]["properties"]
+
+
+def test_json_schema_accepts_shipped_specs_and_rejects_typos():
+    jsonschema = pytest.importorskip("jsonschema")
+    import glob
+    import json as _json
+
+    import yaml
+
+    from spec_helpers import FIXTURES
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    files = glob.glob(str(FIXTURES.parent.parent.parent / "specs" / "**" / "*.yaml"), recursive=True)
+    files += [str(p) for p in FIXTURES.glob("*.yaml")]
+    for f in files:
+        data = _json.loads(_json.dumps(yaml.safe_load(open(f))))  # JSON view: int keys become strings
+        errors = [e.message for e in validator.iter_errors(data)]
+        assert not errors, (f, errors)
+    bad = _json.loads(_json.dumps(yaml.safe_load(TINY)))
+    bad["stages"]["depht"] = [1]
+    bad["stages"]["override"] = {"x": {"block": "mlla"}}
+    def flat(errors):
+        for e in errors:
+            yield e.message
+            yield from flat(e.context)
+
+    msgs = " ".join(flat(validator.iter_errors(bad)))
+    assert "'depht' was unexpected" in msgs and "'x' does not match" in msgs

@@ -423,7 +423,10 @@ class Compiler:
 
     # ---------------------------------------------------------------- blocks
     def block(self, *, ref: Any, ref_path: PathT, mixer: Any, mixer_path: PathT, dim: int, heads: int,
-              drop_path: float, stage: int, index: int, dim_path: PathT, heads_path: PathT) -> nn.Module:
+              drop_path: float, stage: int, index: int, dim_path: PathT, heads_path: PathT,
+              grid: Optional[Sequence[int]] = None) -> nn.Module:
+        """One block of stage ``stage``: a template instance or a Python block. ``grid``: the stage's
+        token grid ``[H, W]`` at the spec's ``image_size`` (template variable ``$grid``)."""
         from archdsl.spec.schema import ref_parts
 
         name, opts = ref_parts(ref)
@@ -442,6 +445,8 @@ class Compiler:
         builtins = {"dim": dim, "heads": heads, "mixer": mixer_ref, "drop_path": drop_path,
                     "drop_rate": float(getattr(self.spec, "drop_rate", 0.0) or 0.0), "stage": stage,
                     "index": index}
+        if "grid" not in template.params:  # a template's own param of that name wins
+            builtins["grid"] = list(grid) if grid is not None else None
         variables = template.variables(opts, builtins=builtins, at=self.spec.locate(tuple(ref_path)))
         spec_loc: Locate = lambda p: self.spec.locate(p)
         var_origins = {"mixer": _Origin(spec_loc, tuple(mixer_path)), "dim": _Origin(spec_loc, tuple(dim_path)),

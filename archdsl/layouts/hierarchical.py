@@ -69,6 +69,7 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     pos = build_posenc(spec, c, dims[0], math.ceil(c.image_size / r0) if r0 else None)
     dims_from_embed = spec.stages.embed_dim is not None and "dims" not in (spec.to_dict().get("stages") or {})
     stages, k = [], 0
+    side = math.ceil(c.image_size / r0) if r0 else None   # token grid side at the spec's image_size
     for i, p in enumerate(plan):
         dim, heads = dims[i], int(p["heads"] or 1)
         heads_path = ("stages", "heads", i) if isinstance((spec.to_dict().get("stages") or {}).get("heads"), list) \
@@ -79,13 +80,15 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
         for j in range(int(p["depth"])):
             blocks.append(c.block(ref=p["block"], ref_path=p["block_path"], mixer=p["mixer"],
                                   mixer_path=p["mixer_path"], dim=dim, heads=heads, drop_path=dpr[k],
-                                  stage=i, index=j, dim_path=dim_path, heads_path=heads_path))
+                                  stage=i, index=j, dim_path=dim_path, heads_path=heads_path,
+                                  grid=[side, side] if side else None))
             k += 1
         ds = None
         if i < len(plan) - 1:
             ds = c.component("downsample", spec.downsample or DEFAULT_DOWNSAMPLE, ("downsample",),
                              (dim, dims[i + 1]))
         stages.append(Stage(blocks, ds))
+        side = math.ceil(side / 2) if side else None
     head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dims[-1], spec.num_classes),
                        defaults={"drop": spec.drop_rate})
     reduction = r0 * 2 ** (len(plan) - 1) if r0 else None

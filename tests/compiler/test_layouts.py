@@ -236,3 +236,12 @@ def test_values_from_block_options_are_located_at_the_spec(tmp_path):
         build_model(str(p))
     assert e.value.path == "block.r" and (e.value.line, e.value.col) == (7, 18)
     assert "mlp ratio must be a number in (0.0, inf), got -1" in str(e.value)
+
+
+def test_grid_variable_sizes_ape_per_stage():
+    body = [{"posenc": {"type": "ape", "grid": "$grid"}, "name": "ape"}]
+    m = build_model(hier_spec(body, dims=(8, 16, 32), depths=(1, 1, 1), heads=(1, 1, 1), image_size=40))
+    # patch 2 stem: 40 -> 20, then 10, 5 (ceil) per stage
+    assert [list(st.blocks[0].ape.grid) for st in m.stages] == [[20, 20], [10, 10], [5, 5]]
+    assert nparams(m.stages[2].blocks[0].ape) == 5 * 5 * 32
+    assert m(torch.randn(1, 3, 40, 40)).shape == (1, 3)

@@ -352,7 +352,16 @@ def validation_error_to_spec_error(exc: ValidationError, data: Any, locate: Call
     errors = exc.errors()
     scored = []
     for i, e in enumerate(errors):
-        path = _real_path(tuple(e["loc"]), data)
+        loc = tuple(e["loc"])
+        if "[key]" in loc:  # a mapping key of the wrong type: report it at the mapping
+            cut = loc.index("[key]")
+            path = _real_path(loc[:cut - 1], data)
+            kw = locate(path + (loc[cut - 1],))
+            kw["path"] = format_path(path) or None
+            want = {"int_type": "integers (stage indices)", "int_parsing": "integers (stage indices)",
+                    "string_type": "strings (names)"}.get(e["type"], "valid keys")
+            return SpecError(f"keys of '{format_path(path)}' must be {want}, got {_describe(loc[cut - 1])}", **kw)
+        path = _real_path(loc, data)
         # a misspelled key also makes a "missing" one: report the unknown key first; then prefer
         # errors that reach deeper into the user's data; then pydantic's order
         scored.append((e["type"] != "extra_forbidden", -len(path), i, path, e))

@@ -87,12 +87,16 @@ class BlockTemplate:
         return SpecError(message, **self.locate(path))
 
     def variables(self, options: Optional[dict] = None, builtins: Optional[dict] = None,
-                  at: Optional[dict] = None) -> dict:
+                  at: Any = None) -> dict:
         """The variables of one instantiation: declared defaults, then ``builtins`` (``dim``,
         ``heads``, ``mixer``, ``drop_path``, ``stage``, ``index`` from the compiler), then
         ``options`` (the block ref's options, e.g. ``{type: mlla, mlp_ratio: 2}``). Unknown options
-        and missing required params raise :class:`SpecError` located at ``at`` (kwargs)."""
-        at = at or self.locate(())
+        and missing required params raise :class:`SpecError` located at ``at``: location kwargs, or a
+        callable ``at(sub_path) -> kwargs`` so an unknown option points at its own key."""
+        if at is None:
+            at = self.locate(())
+        where = at if callable(at) else (lambda sub, _a=at: _a)
+        at = where(())
         out: dict = {}
         builtins = dict(builtins or {})
         options = dict(options or {})
@@ -100,7 +104,7 @@ class BlockTemplate:
             if k not in self.params:
                 known = sorted(self.params)
                 raise SpecError(f"unknown option '{k}' for block '{self.name}'{did_you_mean(str(k), known)}; "
-                                f"declared params: {', '.join(known) if known else '(none)'}", **at)
+                                f"declared params: {', '.join(known) if known else '(none)'}", **where((k,)))
         for k, v in self.params.items():
             if not isinstance(v, Required):
                 out[k] = copy.deepcopy(v)
@@ -108,7 +112,7 @@ class BlockTemplate:
         for k, v in options.items():
             decl = self.params[k]
             if isinstance(decl, Required):
-                _check_type(k, v, decl.type, at)
+                _check_type(k, v, decl.type, where((k,)))
             out[k] = copy.deepcopy(v)
         for k, v in self.params.items():
             if isinstance(v, Required):

@@ -160,3 +160,10 @@ def test_json_schema_accepts_shipped_specs_and_rejects_typos():
 
     msgs = " ".join(flat(validator.iter_errors(bad)))
     assert "'depht' was unexpected" in msgs and "'x' does not match" in msgs
+
+
+def test_mapping_keys_of_the_wrong_type(tmp_path):
+    e, p = _err(tmp_path, TINY.replace("  heads: [2, 4]\n", "  heads: [2, 4]\n  override:\n    '1': {mixer: x}\n"))
+    assert str(e) == f"{p}:11:5: stages.override: keys of 'stages.override' must be integers (stage indices), got '1'"
+    e, p = _err(tmp_path, TINY + "blocks:\n  1: {body: gelu}\n")
+    assert str(e) == f"{p}:17:3: blocks: keys of 'blocks' must be strings (names), got 1"

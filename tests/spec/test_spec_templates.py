@@ -49,6 +49,10 @@ def test_params_checked(tmp_path):
         tpl.variables({}, {"dim": 8}, at)
     with pytest.raises(SpecError, match=r"parameter 'hidden' expects int, got 'x'"):
         tpl.variables({"hidden": "x"}, {"dim": 8}, at)
+    # a callable `at` locates an unknown option at its own key
+    with pytest.raises(SpecError) as ei:
+        tpl.variables({"hiden": 3}, {"dim": 8}, lambda sub: spec.locate(("block",) + sub))
+    assert ei.value.path == "block.hiden" and ei.value.line == 11
 
 
 def test_substitute_forms():

@@ -182,8 +182,8 @@ class BuildContext:
     """What a primitive builder sees: ``fn(arg, ctx) -> (module, dim_out)``.
 
     ``dim_in``: the width entering the node; ``variables``: the template variables (``dim``,
-    ``heads``, ``mixer``, ``drop_path``, ``drop_rate``, ``stage``, ``index`` and the template's
-    params); ``drop_path``: this block's stochastic-depth rate; ``path``: the node's key path in its
+    ``heads``, ``mixer``, ``drop_path``, ``drop_rate``, ``stage``, ``index``, ``grid`` and the
+    template's params); ``drop_path``: this block's stochastic-depth rate; ``path``: the node's key path in its
     template (for errors); ``locate``: path -> SpecError location kwargs.
     """
 
@@ -192,9 +192,8 @@ class BuildContext:
     drop_path: float
     path: PathT
     locate: Locate
-    where: str = ""                        # e.g. "stage 2 block 0" (added to messages)
+    where: str = ""                        # e.g. "in stage 2 block 0, dim 256" (added to messages)
     origins: Dict[PathT, _Origin] = field(default_factory=dict)  # node path -> spec field of $var
-    device: Any = None
 
     # ---------------------------------------------------------------- errors
     def _loc(self, path: PathT) -> Tuple[Locate, PathT]:

@@ -83,3 +83,39 @@ def test_mutations_only_raise_spec_error(tmp_path, data):
         build_model(spec, device="meta")
     except SpecError as e:
         assert str(e) and "\n" not in e.message
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_text_edits_only_raise_spec_error(tmp_path, data):
+    """Edits of the YAML text itself (YAML errors, indentation, duplicated lines, stray characters)."""
+    src = Path(data.draw(st.sampled_from(SPEC_FILES), label="spec"))
+    text = src.read_text()
+    for _ in range(data.draw(st.integers(1, 3), label="n_edits")):
+        lines = text.splitlines(keepends=True) or ["\n"]
+        i = data.draw(st.integers(0, len(lines) - 1), label="line")
+        kind = data.draw(st.sampled_from(["drop", "dup", "indent", "dedent", "insert"]), label="kind")
+        if kind == "drop":
+            del lines[i]
+        elif kind == "dup":
+            lines.insert(i, lines[i])
+        elif kind == "indent":
+            lines[i] = "  " + lines[i]
+        elif kind == "dedent":
+            lines[i] = lines[i].lstrip()
+        else:
+            col = data.draw(st.integers(0, max(0, len(lines[i]) - 1)), label="col")
+            junk = data.draw(st.sampled_from([":", "- ", "[", "}", "&a ", "*a", "!!python/none ", "\t", "'", "#",
+                                              "$", "{x: 1}", ", ", "null"]), label="junk")
+            lines[i] = lines[i][:col] + junk + lines[i][col:]
+        text = "".join(lines)
+    f = tmp_path / src.name
+    if "extends:" in text:  # keep relative extends working from the temporary copy
+        for other in src.parent.glob("*.yaml"):
+            (tmp_path / other.name).write_text(other.read_text())
+    f.write_text(text)
+    try:
+        build_model(load_spec(f), device="meta")
+    except SpecError as e:
+        assert e.file and "\n" not in e.message

@@ -53,6 +53,35 @@ def test_chunk_matches_recurrent(mode, B, H, T, K, V, chunk_size):
         assert_close(name, a, b, atol=1e-4 * scale * max(1.0, a.abs().max().item() / 10))
 
 
+@pytest.mark.parametrize("intra", ["factorized", "exact"])
+@pytest.mark.parametrize("B,H,T,K,V", CASES[1:3], ids=IDS[1:3])
+def test_vector_decay_intra_forms(intra, B, H, T, K, V):
+    q, k, v, ld = _inputs(B, H, T, K, V, "vector")
+    xs = [t.clone().requires_grad_() for t in (q, k, v, ld)]
+    info = {}
+    o, S = chunk_gated_linear_attention(*xs, chunk_size=32, intra=intra, return_final_state=True, _info=info)
+    assert info["intra"] == intra and info["chunk"] == (32 if intra == "factorized" else 16)
+    (o.sum() + S.sum()).backward()
+    ys = [t.clone().requires_grad_() for t in (q, k, v, ld)]
+    ro, rS = recurrent_gated_linear_attention_ref(*ys, return_final_state=True)
+    (ro.sum() + rS.sum()).backward()
+    assert_close("o", ro, o, atol=1e-4)
+    assert_close("S", rS, S, atol=1e-4)
+    for name, a, b in zip(["dq", "dk", "dv", "dlog_decay"], ys, xs):
+        assert_close(name, a.grad, b.grad, atol=1e-3)
+
+
+def test_auto_intra_choice_follows_decay_strength():
+    q, k, v, ld = _inputs(1, 1, 64, 4, 3, "vector")
+    info = {}
+    chunk_gated_linear_attention(q, k, v, ld, chunk_size=64, _info=info)
+    assert info == {"chunk": 64, "intra": "factorized"}
+    chunk_gated_linear_attention(q, k, v, ld * 100, chunk_size=64, _info=info)
+    assert info == {"chunk": 16, "intra": "exact"}
+    with pytest.raises(ValueError, match="intra must be 'auto', 'factorized' or 'exact'; got 'fast'"):
+        chunk_gated_linear_attention(q, k, v, ld, intra="fast")
+
+
 @pytest.mark.parametrize("mode", ["scalar", "vector"])
 def test_normalized_matches_recurrent(mode):
     q, k, v, ld = _inputs(2, 2, 37, 4, 3, mode)
@@ -90,12 +119,14 @@ def test_state_carries_across_calls():
     assert_close("split", full, torch.cat([o1, o2], dim=2), atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["scalar", "vector"])
-def test_gradcheck_float64(mode):
+@pytest.mark.parametrize("mode,intra", [("scalar", "auto"), ("vector", "factorized"), ("vector", "exact")])
+def test_gradcheck_float64(mode, intra):
     q, k, v, ld = _inputs(1, 2, 7, 3, 2, mode, dtype=torch.float64)
     xs = [t.requires_grad_() for t in (q, k, v, ld)]
     assert torch.autograd.gradcheck(
-        lambda a, b, c, d: chunk_gated_linear_attention(a, b, c, d, chunk_size=3, normalize=True, return_final_state=True),
+        lambda a, b, c, d: chunk_gated_linear_attention(
+            a, b, c, d, chunk_size=3, normalize=True, return_final_state=True, intra=intra
+        ),
         xs, fast_mode=True
     )
 

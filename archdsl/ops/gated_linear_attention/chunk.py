@@ -6,8 +6,11 @@ chunk (b_t <= 0, non-increasing):
   inter:  o_t += (q_t ⊙ exp(b_t)) S_prev                            (exponents <= 0)
   state:  S = exp(b_last) ⊙ S_prev + (k ⊙ exp(b_last - b_s))ᵀ v      (exponents <= 0)
 so no exp of a positive number is ever taken. Only the state update loops over chunks.
-For a per-key decay [B,H,T,K] the intra term needs a [c, c, K] decay tensor per chunk; its chunk
-length is capped by ``max_vector_chunk`` (default 16) to bound memory.
+For a per-key decay [B,H,T,K] the intra term is computed, when the decay accumulated inside every
+chunk stays below a safe bound (60 in fp32, 600 in fp64: no overflow), as one matmul
+(q ⊙ exp(b_t - b_0)) (k ⊙ exp(b_0 - b_s))ᵀ ("factorized"); otherwise exactly with a [c, c, K]
+tensor of relative decays masked before the exp ("exact"), its chunk length capped by
+``max_vector_chunk`` to bound memory. ``intra`` forces one of them ("auto" by default).
 """
 from __future__ import annotations
 
@@ -17,6 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from .common import check_args, compute_dtype
+
+SAFE_LOG_RANGE = {torch.float32: 60.0, torch.float64: 600.0}
+
+
+def _max_chunk_decay(g: torch.Tensor, c: int) -> float:
+    """Largest total decay -Σ g over the steps 1..c-1 of any chunk of c steps ([B,H,T,K] g)."""
+    T = g.shape[2]
+    pad = (-T) % c
+    gp = F.pad(g, (0, 0, 0, pad)) if pad else g
+    tot = gp.reshape(*g.shape[:2], -1, c, g.shape[-1])[..., 1:, :].sum(-2)
+    return float(-tot.min()) if tot.numel() else 0.0
 
 
 def chunk_gated_linear_attention(
@@ -31,6 +45,8 @@ def chunk_gated_linear_attention(
     initial_state: Optional[torch.Tensor] = None,
     return_final_state: bool = False,
     max_vector_chunk: int = 16,
+    intra: str = "auto",
+    _info: Optional[dict] = None,
 ):
     """Gated linear attention, chunked; same contract as :func:`recurrent_gated_linear_attention_ref`.
 
@@ -47,8 +63,20 @@ def chunk_gated_linear_attention(
     if normalize:
         vf = torch.cat([vf, vf.new_ones(B, H, T, 1)], dim=-1)
     Vx = vf.shape[-1]
+    if intra not in ("auto", "factorized", "exact"):
+        raise ValueError(f"intra must be 'auto', 'factorized' or 'exact'; got {intra!r}")
     vector = log_decay is not None and log_decay.dim() == 4
-    c = max(1, min(chunk_size, max_vector_chunk if vector else chunk_size, T if T else 1))
+    c = max(1, min(chunk_size, T if T else 1))
+    factorized = False
+    if vector:
+        if intra == "auto":
+            factorized = _max_chunk_decay(log_decay.detach().to(dt), c) <= SAFE_LOG_RANGE[dt]
+        else:
+            factorized = intra == "factorized"
+        if not factorized:
+            c = max(1, min(c, max_vector_chunk))
+    if _info is not None:
+        _info.update(chunk=c, intra=("factorized" if factorized else "exact") if vector else "matrix")
     pad = (-T) % c
     g = None
     if log_decay is not None:
@@ -75,9 +103,13 @@ def chunk_gated_linear_attention(
         decay_last = torch.exp(b[..., -1]).reshape(B, H, n, 1, 1)
     else:
         b = g.reshape(B, H, n, c, K).cumsum(-2)  # [B,H,n,c,K]
-        rel = b.unsqueeze(-2) - b.unsqueeze(-3)  # [B,H,n,t,s,K] = b_t - b_s
-        rel = rel.masked_fill(~causal.unsqueeze(-1), float("-inf"))
-        att = torch.einsum("bhntk,bhnsk,bhntsk->bhnts", qc, kc, torch.exp(rel))
+        if factorized:  # exp(b_t - b_s) = exp(b_t - b_0) exp(b_0 - b_s): one matmul per chunk
+            r0 = b - b[..., :1, :]  # <= 0, >= -SAFE_LOG_RANGE (checked)
+            att = ((qc * torch.exp(r0)) @ (kc * torch.exp(-r0)).transpose(-1, -2)).masked_fill(~causal, 0.0)
+        else:  # exact [c, c, K] relative decays, masked before exp
+            rel = b.unsqueeze(-2) - b.unsqueeze(-3)  # [B,H,n,t,s,K] = b_t - b_s
+            rel = rel.masked_fill(~causal.unsqueeze(-1), float("-inf"))
+            att = torch.einsum("bhntk,bhnsk,bhntsk->bhnts", qc, kc, torch.exp(rel))
         q_in = qc * torch.exp(b)
         k_st = kc * torch.exp(b[..., -1:, :] - b)
         decay_last = torch.exp(b[..., -1, :]).reshape(B, H, n, K, 1)

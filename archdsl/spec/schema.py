@@ -440,21 +440,25 @@ def check_semantics(spec: ModelSpec) -> None:
             raise spec.error(("plugins", i), f"not a Python module name: {_describe(name)}")
 
 
-def json_schema() -> dict:
-    """The JSON Schema of a model spec (for yaml-language-server and other editors)."""
-    schema = ModelSpec.model_json_schema()
-    out = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-           "$id": "https://archdsl.invalid/schema/model-spec.json"}
+def _draft07(model: type, title: str, ident: str) -> dict:
+    """A draft-07 JSON Schema of ``model``: the draft yaml-language-server (VS Code YAML, Neovim)
+    supports fully (it warns on 2020-12). Definitions live under ``definitions``."""
+    schema = model.model_json_schema(ref_template="#/definitions/{model}")
+    out = {"$schema": "http://json-schema.org/draft-07/schema#",
+           "$id": f"https://archdsl.invalid/schema/{ident}.json"}
+    defs = schema.pop("$defs", None)
     out.update(schema)
-    out["title"] = "archdsl model spec"
+    if defs:
+        out["definitions"] = defs
+    out["title"] = title
     return out
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft-07) of a model spec, for yaml-language-server and other editors."""
+    return _draft07(ModelSpec, "archdsl model spec", "model-spec")
 
 
 def template_json_schema() -> dict:
-    """The JSON Schema of a block template file."""
-    schema = TemplateModel.model_json_schema()
-    out = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-           "$id": "https://archdsl.invalid/schema/block-template.json"}
-    out.update(schema)
-    out["title"] = "archdsl block template"
-    return out
+    """The JSON Schema (draft-07) of a block template file."""
+    return _draft07(TemplateModel, "archdsl block template", "block-template")

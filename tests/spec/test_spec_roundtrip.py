@@ -78,3 +78,18 @@ def test_hash_changes_with_architecture_not_name(tmp_path):
     assert len(h) == 16 and h == spec_hash(load_spec(p, ["name=other", "meta={note: x}"]))
     assert h != spec_hash(load_spec(p, ["stages.depths.0=2"]))
     assert h != spec_hash(load_spec(p, ["block.mlp_ratio=3.0"]))
+
+
+def test_cli_build_resolved_round_trip(tmp_path, capsys):
+    import json
+
+    from archdsl.cli import main
+
+    assert main(["build", str(FIXTURES / "tiny_inline.yaml"), "--set", "drop_path=0.05", "--resolved"]) == 0
+    text = capsys.readouterr().out
+    out = write(tmp_path, "resolved.yaml", text)
+    assert main(["build", str(FIXTURES / "tiny_inline.yaml"), "--set", "drop_path=0.05", "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["build", str(out), "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["params"] == b["params"] and a["macs"] == b["macs"] and a["output_shape"] == b["output_shape"]

@@ -30,8 +30,14 @@ from pydantic import ValidationError
 
 from archdsl.spec.errors import SpecError, did_you_mean
 from archdsl.spec.resolve import apply_overrides, resolve_data, resolve_file
-from archdsl.spec.schema import (ModelSpec, check_semantics, json_schema, locate_in, ref_parts,
-                                 validation_error_to_spec_error)
+from archdsl.spec.schema import (
+    ModelSpec,
+    check_semantics,
+    json_schema,
+    locate_in,
+    ref_parts,
+    validation_error_to_spec_error,
+)
 from archdsl.spec.templates import BlockTemplate, block_kind, load_template, substitute
 from archdsl.spec.yaml_loader import Pos, Positions, format_path, load_yaml, parse_path
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 import yaml
 
@@ -115,12 +115,11 @@ def resolve_data(data: dict, positions: Positions, *, display: str, real_dir: Pa
         where = positions.get(at) or positions.get(("extends",)) or Pos(display)
         real = (real_dir / rel).resolve()
         shown = _display_join(display_dir, rel)
-        for real_seen, shown_seen in chain:
-            if real_seen == str(real):
-                names = [s for _, s in chain] + [shown]
-                start = [r for r, _ in chain].index(str(real))
-                raise SpecError("extends cycle: " + " -> ".join(names[start:]), **where.kwargs(),
-                                path=format_path(at))
+        seen = [r for r, _ in chain]
+        if str(real) in seen:
+            names = [s for _, s in chain] + [shown]
+            raise SpecError("extends cycle: " + " -> ".join(names[seen.index(str(real)):]), **where.kwargs(),
+                            path=format_path(at))
         if not real.is_file():
             raise SpecError(f"cannot extend '{rel}': file not found ({shown})", **where.kwargs(),
                             path=format_path(at))
@@ -200,7 +199,6 @@ def _set_path(data: dict, positions: Positions, path: PathT, value: Any, force: 
                 raise SpecError(f"'{format_path(done)}' is a list of {len(cur)} items; "
                                 f"'{part}' is not a valid index", **where.kwargs(), path=format_path(path))
             key: Any = part % len(cur)
-            container_known = True
         elif isinstance(cur, dict):
             key = _key_in(cur, part)
             if done == ("stages", "override") and isinstance(key, str) and key.lstrip("-").isdigit():

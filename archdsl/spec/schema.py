@@ -11,12 +11,19 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Dict, List, Literal, Optional, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
-                      WithJsonSchema)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+)
 from typing_extensions import Annotated
 
 from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.yaml_loader import PathT, Pos, Positions, format_path, parse_path
+from archdsl.spec.yaml_loader import PathT, Positions, format_path, parse_path
 
 __all__ = ["ModelSpec", "StagesSpec", "StageOverride", "TemplateModel", "ComponentRef", "ref_parts",
            "validation_error_to_spec_error", "check_semantics", "fields_at", "json_schema"]

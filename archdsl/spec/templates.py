@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.yaml_loader import PathT, Pos, Positions, format_path, load_yaml_file
+from archdsl.spec.yaml_loader import PathT, Positions, format_path, load_yaml_file
 
 __all__ = ["BlockTemplate", "load_template", "load_template_file", "template_from_data", "substitute",
            "validate_node", "builtin_template_names", "BUILTIN_VARIABLES", "COMBINATORS", "MERGES",
@@ -100,7 +100,7 @@ class BlockTemplate:
         out: dict = {}
         builtins = dict(builtins or {})
         options = dict(options or {})
-        for k, v in options.items():
+        for k in options:
             if k not in self.params:
                 known = sorted(self.params)
                 raise SpecError(f"unknown option '{k}' for block '{self.name}'{did_you_mean(str(k), known)}; "

@@ -1,8 +1,8 @@
 """At least 25 distinct malformed specs through the CLI: exit 2, FILE:LINE, the key path, no traceback."""
 import pytest
+from spec_helpers import TINY, write
 
 from archdsl.cli import main
-from spec_helpers import TINY, write
 
 BLK = TINY.replace("block: {type: mlla, mlp_ratio: 2.0}", "block: t") + "blocks:\n  t:\n    body:\n"  # line 19 on
 

@@ -3,11 +3,11 @@ import uuid
 
 import pytest
 import torch
+from spec_helpers import TINY, write
 
 from archdsl.compiler import build_model
 from archdsl.spec import load_spec
 from archdsl.spec.errors import SpecError
-from spec_helpers import TINY, write
 
 PLUGIN = '''
 import torch

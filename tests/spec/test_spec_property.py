@@ -6,11 +6,11 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_helpers import FIXTURES
 
 from archdsl.compiler import build_model
 from archdsl.spec import load_spec
 from archdsl.spec.errors import SpecError
-from spec_helpers import FIXTURES
 
 ROOT = FIXTURES.parent.parent.parent
 SPEC_FILES = sorted(glob.glob(str(ROOT / "specs" / "**" / "*.yaml"), recursive=True)) + \

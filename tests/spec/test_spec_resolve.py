@@ -1,9 +1,9 @@
 """extends: chains, merge rules, cycles, missing files; --set overrides."""
 import pytest
+from spec_helpers import TINY, write
 
 from archdsl.spec import load_spec
 from archdsl.spec.errors import SpecError
-from spec_helpers import TINY, write
 
 
 @pytest.fixture

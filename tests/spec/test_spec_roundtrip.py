@@ -1,12 +1,11 @@
 """dump_resolved round trip: the standalone YAML rebuilds the same model (params and weights)."""
-import shutil
 
 import pytest
 import torch
+from spec_helpers import FIXTURES, TINY, write
 
 from archdsl.compiler import build_model
 from archdsl.spec import dump_resolved, load_spec, spec_hash
-from spec_helpers import FIXTURES, TINY, write
 
 REPO_SPECS = FIXTURES.parent.parent.parent / "specs"
 

@@ -2,10 +2,10 @@
 import json
 
 import pytest
+from spec_helpers import TINY, write
 
 from archdsl.spec import ModelSpec, json_schema, load_spec, load_spec_dict
 from archdsl.spec.errors import SpecError
-from spec_helpers import TINY, write
 
 
 def _err(tmp_path, text, name="s.yaml"):
@@ -141,7 +141,6 @@ def test_json_schema_accepts_shipped_specs_and_rejects_typos():
     import json as _json
 
     import yaml
-
     from spec_helpers import FIXTURES
 
     jsonschema.Draft7Validator.check_schema(json_schema())

@@ -1,10 +1,10 @@
 """Block templates: structure checks, lookup order, parameters, $variable substitution."""
 import pytest
+from spec_helpers import TINY, write
 
 from archdsl.spec import load_spec, load_template, substitute
 from archdsl.spec.errors import SpecError
 from archdsl.spec.templates import BUILTIN_DIR, block_kind, load_template_file
-from spec_helpers import TINY, write
 
 INLINE = TINY.replace("block: {type: mlla, mlp_ratio: 2.0}", "block: {type: two, hidden: 12}") + """\
 blocks:

@@ -149,6 +149,8 @@ def test_json_schema_accepts_shipped_specs_and_rejects_typos():
     files += [str(p) for p in FIXTURES.glob("*.yaml")]
     for f in files:
         data = _json.loads(_json.dumps(yaml.safe_load(open(f))))  # JSON view: int keys become strings
+        if "space" in data or "/search/" in f:  # a search-space file, not a model spec
+            continue
         errors = [e.message for e in validator.iter_errors(data)]
         assert not errors, (f, errors)
     bad = _json.loads(_json.dumps(yaml.safe_load(TINY)))

@@ -18,12 +18,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec YAML file(s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every file, e.g. --set mixer.heads=4 (repeatable)")
-    p.add_argument("--image-size", type=int, default=None, help="replace the spec's image_size")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input size to check the model with (as archdsl build; the spec is unchanged)")
     p.add_argument("--no-compile", action="store_true", help="only load and validate the spec (no compiler)")
     return p
 
 
-def compile_on_meta(spec) -> bool:
+def compile_on_meta(spec, image_size=None) -> bool:
     """Compile ``spec`` on the meta device; ``False`` if the compiler is not available."""
     try:
         from archdsl.compiler import build_model
@@ -31,7 +32,7 @@ def compile_on_meta(spec) -> bool:
         if e.name == "archdsl.compiler":
             return False
         raise
-    build_model(spec, device="meta")
+    build_model(spec, device="meta", image_size=image_size)
     return True
 
 
@@ -39,13 +40,17 @@ def check_file(path: str, overrides=(), image_size=None, compile: bool = True):
     """Load + validate (+ compile on meta) one file; returns the spec or raises SpecError."""
     from archdsl.spec import load_spec
 
-    spec = load_spec(path, overrides, image_size=image_size)
+    spec = load_spec(path, overrides)
     if compile:
-        compile_on_meta(spec)
+        compile_on_meta(spec, image_size)
     return spec
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image_size is not None and args.image_size < 1:
+        from archdsl.cli import UserError
+
+        raise UserError(f"--image-size must be >= 1, got {args.image_size}")
     failed = 0
     for path in args.specs:
         try:

@@ -147,3 +147,16 @@ def test_missing_spec_file(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path}/nope.yaml: file not found" in err and "Traceback" not in err
+
+
+def test_validate_flags(tmp_path, capsys):
+    good = write(tmp_path, "good.yaml", TINY)
+    assert main(["validate", str(good), "--image-size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "archdsl validate: error: --image-size must be >= 1, got 0"
+    # --no-compile: only the language; a compile-level problem passes, a schema problem does not
+    bad_mixer = write(tmp_path, "m.yaml", TINY.replace("type: linear_attention", "type: nope_mixer"))
+    assert main(["validate", "--no-compile", str(bad_mixer)]) == 0
+    assert main(["validate", str(bad_mixer)]) == 2
+    capsys.readouterr()
+    assert main(["validate", str(good), "--set", "+mixer.normalize=false", "--image-size", "48"]) == 0
+    assert capsys.readouterr().out == f"ok: {good} (tiny)\n"

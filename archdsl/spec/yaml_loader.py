@@ -144,6 +144,10 @@ class _Builder:
                 raise SpecError(f"duplicate key '{key}' (first at line {first[key].line})", **kpos.kwargs(),
                                 path=format_path(path + (key,)))
             first[key] = kpos
+            if key in out:  # overrides a merged (`<<:`) entry: forget that entry's positions
+                n = len(path) + 1
+                for p in [p for p in self.positions if p[:n] == path + (key,)]:
+                    del self.positions[p]
             self.positions[path + (key,)] = kpos
             out[key] = self.build(value_node, path + (key,))
         return out

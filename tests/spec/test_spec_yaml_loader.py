@@ -103,3 +103,12 @@ def test_file_top_level_must_be_mapping(tmp_path):
 def test_path_helpers():
     assert parse_path("stages.depths.0") == ("stages", "depths", 0)
     assert format_path(("stages", "override", 3, "mixer")) == "stages.override.3.mixer"
+
+
+def test_merge_keys_positions():
+    text = "base: &b {k: [1, 2], m: 3}\nuse:\n  <<: *b\n  k: 5\n"
+    data, pos = load_yaml(text, "f.yaml")
+    assert data["use"] == {"k": 5, "m": 3}
+    assert pos[("use", "k")] == Pos("f.yaml", 4, 3)
+    assert ("use", "k", 0) not in pos  # the merged list was replaced
+    assert pos[("use", "m")] == Pos("f.yaml", 1, 22)  # where the merged value was written

@@ -62,12 +62,23 @@ def load_spec_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] 
     if not isinstance(data, dict):
         raise SpecError(f"a spec is a mapping of keys, got {type(data).__name__}", file=source)
     data = copy.deepcopy(data)
-    positions: Positions = {(): Pos(source)}
+    # every path written by the dict is "at" the source (so inherited positions are replaced)
+    positions: Positions = {p: Pos(source) for p in _all_paths(data)}
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     data, positions = resolve_data(data, positions, display=source, real_dir=base.resolve(),
                                    display_dir=str(base_dir) if base_dir is not None else "")
     return _finish(data, positions, source, overrides, image_size,
                    default_name=Path(source).stem if not source.startswith("<") else "model")
+
+
+def _all_paths(node: Any, prefix: tuple = ()) -> Iterable[tuple]:
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _all_paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _all_paths(v, prefix + (i,))
 
 
 def _finish(data: dict, positions: Positions, display: str, overrides: Iterable[str],

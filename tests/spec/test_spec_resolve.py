@@ -152,3 +152,17 @@ def test_override_type_error_points_at_set(tiny):
     with pytest.raises(SpecError) as ei:
         load_spec(tiny, ["drop_path=0.1", "image_size=big"])
     assert str(ei.value) == "<--set>:2: image_size: expected an integer, got 'big'"
+
+
+def test_load_spec_dict_extends_relative_to_base_dir(tmp_path):
+    from archdsl.spec import load_spec_dict
+
+    write(tmp_path, "specs/base.yaml", TINY)
+    spec = load_spec_dict({"extends": "base.yaml", "name": "trial_1", "stages": {"depths": [2, 2]}},
+                          source="<trial 1>", base_dir=tmp_path / "specs", overrides=["drop_path=0.1"])
+    assert spec.name == "trial_1" and spec.stages.depths == [2, 2] and spec.drop_path == 0.1
+    assert spec.locate("stages.dims")["file"] == f"{tmp_path}/specs/base.yaml"
+    with pytest.raises(SpecError) as ei:
+        load_spec_dict({"extends": "base.yaml", "stages": {"heads": [1]}}, source="<trial 2>",
+                       base_dir=tmp_path / "specs")
+    assert str(ei.value) == "<trial 2>: stages.heads: expected 2 values (one per stage), got 1"

@@ -9,6 +9,7 @@ Results go to --out: trials.csv, pareto.csv, pareto.png, pareto/trial_N.yaml (ea
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from archdsl.cli import UserError
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
                          epochs=args.epochs, device=args.device, storage=args.storage, study=args.study,
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
                          pruner=args.pruner, progress=not args.no_progress)
+    def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary = run_search(opts, console=Console(file=sys.stdout, width=120))
     except DataError as e:
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(e, SpecError):
             raise
         raise UserError(str(e)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     loop = summary["loop"]
     if loop is not None and loop.failed:
         print(f"archdsl search: {len(loop.failed)} trial(s) failed (see fail_reason in trials.csv): "

@@ -1,7 +1,9 @@
 """One trial of the search: sample -> compile -> constraints -> train -> accuracy -> throughput.
 
 Everything a trial learns is stored in its ``user_attrs`` (readable in optuna-dashboard):
-``spec`` (the concrete spec as YAML; it builds the same model with ``archdsl build``), ``mixer``,
+``spec`` (the concrete spec as YAML; it builds the same model with ``archdsl build``), ``arch`` (a
+hash of the spec without its name; a trial repeating a finished architecture and recipe copies its
+results and records ``duplicate_of`` instead of training again), ``mixer``,
 ``block``, ``params``, ``macs``, ``constraints`` (Optuna's convention, ``<= 0`` satisfied),
 ``feasible``, ``accuracy``, ``epoch_accuracy``, ``images_per_s``, ``train_seconds``, ``train``
 (the recipe used), and on failure ``fail_reason``.
@@ -13,6 +15,7 @@ samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto e
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import socket
 import time
@@ -93,8 +96,18 @@ def fail_reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"
 
 
+def record_constraints(trial: Any, names: list[str], values: list[float]) -> None:
+    """Store constraint values (``<= 0`` = satisfied): in ``user_attrs['constraints']`` (exports), and
+    through ``Trial.set_constraint`` where Optuna has it (>= 5: its samplers read these directly);
+    older Optuna reads the user attribute through :func:`constraints_func`."""
+    trial.set_user_attr("constraints", list(values))
+    if hasattr(trial, "set_constraint"):
+        for name, value in zip(names, values):
+            trial.set_constraint(name, float(value))
+
+
 def constraints_func(n_constraints: int) -> Callable[[Any], list[float]]:
-    """Optuna's ``constraints_func`` reading the values a trial stored (``<= 0`` = satisfied)."""
+    """Optuna < 5: the sampler's ``constraints_func`` reading the values a trial stored."""
 
     def func(frozen: Any) -> list[float]:
         return list(frozen.user_attrs.get("constraints", [0.0] * n_constraints))
@@ -108,6 +121,33 @@ def _worst(name: str, metrics: dict) -> float:
     return 0.0
 
 
+_COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy", "epoch_accuracy",
+           "images_per_s", "train_seconds", "throughput_setup")
+
+
+def _finished_twin(trial: Any, cfg: TrainConfig) -> Any:
+    """A COMPLETE trial of this study with the same spec and recipe (samplers repeat points of small
+    discrete spaces; training is deterministic, so its results are this trial's results)."""
+    import optuna
+
+    arch, recipe = trial.user_attrs.get("arch"), dataclasses.asdict(cfg)
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.user_attrs.get("arch") == arch and t.user_attrs.get("train") == recipe and \
+                "duplicate_of" not in t.user_attrs and t.values is not None:
+            return t
+    return None
+
+
+def _copy_twin(trial: Any, twin: Any, ctx: TrialContext) -> list[float]:
+    for key in _COPIED:
+        if key in twin.user_attrs:
+            trial.set_user_attr(key, twin.user_attrs[key])
+    if "constraints" in twin.user_attrs:
+        record_constraints(trial, list(ctx.space.constraints), twin.user_attrs["constraints"])
+    trial.set_user_attr("duplicate_of", twin.number)
+    return list(twin.values)
+
+
 def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     """Run one trial and return its objective values in ``ctx.objectives`` order.
 
@@ -115,6 +155,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     when pruned.
     """
     spec_dict, train_over = ctx.space.sample(trial)
+    trial.set_user_attr("arch", hashlib.sha1(spec_yaml(spec_dict).encode()).hexdigest()[:16])
     spec_dict["name"] = f"{ctx.space.base.get('name', 'search')}_trial{trial.number}"
     trial.set_user_attr("spec", spec_yaml(spec_dict))
     trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))
@@ -122,6 +163,10 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     cfg = dataclasses.replace(ctx.train, **train_over)
     trial.set_user_attr("train", dataclasses.asdict(cfg))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+
+    twin = _finished_twin(trial, cfg)
+    if twin is not None:
+        return _copy_twin(trial, twin, ctx)
 
     torch.manual_seed(cfg.seed)            # the same initialisation stream for every trial
     build = ctx.build or _default_build
@@ -134,7 +179,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     values = ctx.space.constraint_values(metrics) if ctx.space.constraints else []
     violated = [name for (name, v) in zip(ctx.space.constraints, values) if name in pre and v > 0]
     if violated:
-        trial.set_user_attr("constraints", values)
+        record_constraints(trial, list(ctx.space.constraints), values)
         trial.set_user_attr("feasible", False)
         trial.set_user_attr("infeasible", ", ".join(violated))
         return [_worst(o, metrics) for o in ctx.objectives]
@@ -169,7 +214,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
                                                                       "dtype", "num_threads", "mode")})
     if ctx.space.constraints:
         values = ctx.space.constraint_values(metrics)
-        trial.set_user_attr("constraints", values)
+        record_constraints(trial, list(ctx.space.constraints), values)
         trial.set_user_attr("feasible", all(v <= 0 for v in values))
     else:
         trial.set_user_attr("feasible", True)

@@ -21,7 +21,7 @@ __all__ = ["write_atomic", "pareto_front", "trial_rows", "export_results", "resu
            "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("number", "state", "feasible", "mixer", "block", "accuracy", "images_per_s", "params",
-                  "macs", "train_seconds", "fail_reason")
+                  "macs", "train_seconds", "duplicate_of", "fail_reason")
 _ATTR = {"accuracy": "accuracy", "throughput": "images_per_s", "params": "params", "macs": "macs"}
 
 
@@ -64,10 +64,11 @@ def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -
 
 
 def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
-    """Non-dominated COMPLETE feasible trials (duplicates of a front point are all kept), by number."""
+    """Non-dominated COMPLETE feasible trials, by number (a repeated architecture counts once: trials
+    with ``duplicate_of`` are left out; equal values of different architectures are all kept)."""
     signs = [1.0 if d == "maximize" else -1.0 for d in directions]
     cand = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)
-            and all(math.isfinite(v) for v in t.values)]
+            and all(math.isfinite(v) for v in t.values) and "duplicate_of" not in t.user_attrs]
     front = [t for t in cand if not any(_dominates(o.values, t.values, signs) for o in cand if o is not t)]
     return sorted(front, key=lambda t: t.number)
 
@@ -94,6 +95,7 @@ def trial_rows(trials: Iterable[FrozenTrial]) -> tuple[list[str], list[dict]]:
             "params": u.get("params", ""),
             "macs": u.get("macs", ""),
             "train_seconds": _fmt(u.get("train_seconds")),
+            "duplicate_of": u.get("duplicate_of", ""),
             "fail_reason": u.get("fail_reason", u.get("infeasible", "")),
         }
         for k in param_names:
@@ -160,7 +162,8 @@ def export_results(study: Any, out_dir: str | os.PathLike, objectives: Sequence[
 def plot_pareto(trials: Sequence[FrozenTrial], path: Path) -> Path | None:
     """Accuracy vs images/s of every trained trial, labelled by number; the 2-D front highlighted."""
     pts = [t for t in trials if t.state == TrialState.COMPLETE and is_feasible(t)
-           and t.user_attrs.get("accuracy") is not None and t.user_attrs.get("images_per_s")]
+           and "duplicate_of" not in t.user_attrs and t.user_attrs.get("accuracy") is not None
+           and t.user_attrs.get("images_per_s")]
     import matplotlib
 
     matplotlib.use("Agg")

@@ -103,7 +103,8 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int, n_constraint
     ``nsga2``; both get a ``constraints_func`` reading the trial's stored constraint values."""
     from archdsl.search.objective import constraints_func
 
-    cf = constraints_func(n_constraints) if n_constraints else None
+    # Optuna >= 5 reads constraints set with Trial.set_constraint (constraints_func is deprecated)
+    cf = constraints_func(n_constraints) if n_constraints and not hasattr(optuna.Trial, "set_constraint") else None
     if name == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -444,9 +444,9 @@ class Compiler:
         builtins = {"dim": dim, "heads": heads, "mixer": mixer_ref, "drop_path": drop_path,
                     "drop_rate": float(getattr(self.spec, "drop_rate", 0.0) or 0.0), "stage": stage,
                     "index": index}
-        if "grid" not in template.params:  # a template's own param of that name wins
-            builtins["grid"] = list(grid) if grid is not None else None
-        variables = template.variables(opts, builtins=builtins, at=self.spec.locate(tuple(ref_path)))
+        builtins["grid"] = list(grid) if grid is not None else None
+        variables = template.variables(opts, builtins=builtins,
+                                       at=lambda sub: self.spec.locate(tuple(ref_path) + tuple(sub)))
         spec_loc: Locate = lambda p: self.spec.locate(p)
         var_origins = {"mixer": _Origin(spec_loc, tuple(mixer_path)), "dim": _Origin(spec_loc, tuple(dim_path)),
                        "heads": _Origin(spec_loc, tuple(heads_path))}

@@ -37,7 +37,7 @@ __all__ = ["BlockTemplate", "load_template", "load_template_file", "template_fro
            "block_kind", "BUILTIN_DIR"]
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "blocks"
-BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "drop_rate", "stage", "index")
+BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "drop_rate", "stage", "index", "grid")
 COMBINATORS = ("seq", "residual", "branch")
 MERGES = ("mul", "add", "concat")
 TYPE_NAMES = ("int", "float", "number", "str", "bool", "list", "dict", "any")

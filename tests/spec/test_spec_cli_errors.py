@@ -60,7 +60,7 @@ CASES = {
                       "exactly one primitive or combinator key"),
     "template_unknown_key": ({"s.yaml": BLK.replace("    body:\n", "    params: {}\n    bodyy: gelu\n    body:\n")
                               + "      - gelu\n"}, "19:5", "blocks.t.bodyy", "did you mean 'body'?"),
-    "block_option_typo": ({"s.yaml": TINY.replace("mlp_ratio: 2.0", "mlp_ration: 2.0")}, "11:1", "block",
+    "block_option_typo": ({"s.yaml": TINY.replace("mlp_ratio: 2.0", "mlp_ration: 2.0")}, "11:21", "block.mlp_ration",
                           "unknown option 'mlp_ration' for block 'mlla' (did you mean 'mlp_ratio'?)"),
     # ---------------------------------------------------------------- compile level (the compiler on meta)
     "unknown_mixer": ({"s.yaml": TINY.replace("type: linear_attention", "type: linear_atention")}, "13:3",

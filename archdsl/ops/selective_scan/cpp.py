@@ -25,7 +25,7 @@ _state: dict = {"loaded": False, "error": None}
 
 
 def _cpu_flags() -> list[str]:
-    flags = ["-O3", "-fopenmp"]
+    flags = ["-O3", "-fopenmp", "-Wno-psabi"]
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:

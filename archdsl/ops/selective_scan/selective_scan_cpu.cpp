@@ -101,7 +101,7 @@ static inline v8f vexp(v8f x) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   v8i bits = (__builtin_convertvector(fn, v8i) + 127) << 23;
-  return p * reinterpret_cast<v8f&>(bits);
+  return p * (v8f)bits;  // same-size vector cast = bit reinterpretation (GCC/Clang)
 }
 
 static void fwd_block_v8(const float* uT, const float* dT, const float* AT, const float* Bb,

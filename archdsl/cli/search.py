@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the space file's stem)")
     p.add_argument("--out", default="runs/search", metavar="DIR", help="results folder (default runs/search)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads per worker for training and timing (default 1: the proxy models are "
+                        "tiny; run several workers to use more cores; 0 = torch's default)")
     p.add_argument("--timeout", type=float, default=None, metavar="SEC",
                    help="start no new trial after SEC seconds")
     p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe",
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(space=args.space, budget=args.budget, objectives=objectives, data=args.data,
                          epochs=args.epochs, device=args.device, storage=args.storage, study=args.study,
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
+                         threads=args.threads or None,
                          pruner=args.pruner, progress=not args.no_progress)
     def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
         raise KeyboardInterrupt

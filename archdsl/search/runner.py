@@ -37,6 +37,7 @@ class SearchOptions:
     out_dir: str | os.PathLike = "runs/search"
     seed: int = 0
     timeout: float | None = None                # seconds; no new trial starts after this
+    threads: int | None = 1                     # CPU intra-op threads (None: torch's default)
     sampler: str = "tpe"                        # tpe | nsga2 | random
     pruner: str | None = None                   # median | hyperband | none (single objective only)
     progress: bool = True
@@ -122,6 +123,14 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
     names, directions = _objectives(opts, space)
     cfg = _train_config(space, opts)
     device = resolve_device(opts.device)
+    if device == "cpu" and opts.threads is not None:
+        import torch
+
+        if opts.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {opts.threads}")
+        # Proxy models are tiny: intra-op threads gain little, and on a busy machine spinning OpenMP
+        # threads slowed training 10x or more here. Run several workers for parallelism instead.
+        torch.set_num_threads(opts.threads)
     source = opts.data or str(space.train.get("dataset", "default"))
     image_size = int(space.base.get("image_size", 32))
     data = load_data(source, image_size=image_size)
@@ -161,7 +170,8 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
     before = st.budget_count(study)
     log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {before}/{opts.budget} trials "
         f"counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
-        f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}")
+        f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}"
+        + (f" ({_threads()} thread(s))" if device == "cpu" else ""))
 
     bar = _progress(opts, before)
     t0 = time.perf_counter()
@@ -198,6 +208,12 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
     return summary
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _progress(opts: SearchOptions, initial: int) -> Any:
     if not opts.progress or opts.budget == 0:
         return None
@@ -205,4 +221,4 @@ def _progress(opts: SearchOptions, initial: int) -> Any:
 
     return tqdm(total=opts.budget, initial=min(initial, opts.budget), file=sys.stderr, desc="search",
                 unit="trial", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
-                "[{elapsed}<{remaining}] {postfix}")
+                "[{elapsed}<{remaining}]{postfix}")

@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from archdsl.spec.errors import SpecError, did_you_mean
 from archdsl.spec.yaml_loader import Pos, Positions, format_path, load_yaml_file, parse_path
@@ -154,10 +154,10 @@ class Param:
                                      log=self.log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
 
-    def active(self, values: dict) -> bool:
-        """Whether the ``when`` clause holds, given a lookup ``dotted path -> current value``."""
+    def active(self, lookup: Callable[[str], Any]) -> bool:
+        """Whether the ``when`` clause holds; ``lookup(dotted_path)`` gives a field's current value."""
         for key, want in self.when.items():
-            got = values(key)
+            got = lookup(key)
             accepted = want if isinstance(want, list) else [want]
             if not any(_same(got, a) for a in accepted):
                 return False
@@ -328,9 +328,7 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
                 raise e.located(**positions.get(("base",), Pos(shown)).kwargs(), path="base")
             raise
     else:
-        from archdsl.spec.yaml_loader import load_yaml_file as _l
-
-        base = _l(base_file)[0]
+        base = load_yaml_file(base_file)[0]        # raw: no extends / validation (tools, tests)
 
     objectives = data.get("objectives", {"accuracy": "maximize", "throughput": "maximize"})
     if isinstance(objectives, list):

@@ -72,6 +72,17 @@ def _check_rebuild(out, front):
         assert spec.mixer["type"] == t.params["mixer.type"]
         assert spec.stages.dims == eval_json(t.params["stages.dims"])
         assert model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+    # and through the CLI, from another directory
+    import json
+    import subprocess
+    import sys
+
+    t = front[0]
+    proc = subprocess.run([sys.executable, "-m", "archdsl", "build", str(out / "pareto" / f"trial_{t.number}.yaml"),
+                           "--json"], capture_output=True, text=True, cwd="/", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert (got["params"], got["macs"]) == (t.user_attrs["params"], t.user_attrs["macs"])
 
 
 def eval_json(text):
@@ -178,3 +189,17 @@ def test_cli_bad_space_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert err.startswith(f"archdsl search: error: {bad}:3:3: space.mixer.type: expected a marker")
+
+
+def test_nsga2_sampler_with_constraints(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.read_text().replace("base: tiny_base.yaml", f"base: {HERE / 'tiny_base.yaml'}")
+                     + "constraints: {params_max: 1.0e+6}\n")
+    s = _run(tmp_path, space=str(space), budget=2, sampler="nsga2")
+    assert s["loop"].ran == [0, 1]
+    study = _study(tmp_path, "space")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for t in study.trials:
+        assert t.user_attrs["constraints"] == [t.user_attrs["params"] - 1.0e6]
+        if hasattr(t, "constraints"):          # Optuna >= 5 keeps its own record (Trial.set_constraint)
+            assert t.constraints == {"params_max": t.user_attrs["params"] - 1.0e6}

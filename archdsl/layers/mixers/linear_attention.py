@@ -148,13 +148,18 @@ class LinearAttention(TokenModule):
         self.backend: Optional[str] = None  # the scan kernel of the last forward (forget-gate paths)
 
     # ------------------------------------------------------------------ pieces
-    def features(self, x: torch.Tensor):
-        """φq, φk: [B, N, h·d] each (φ per head for the softmax map)."""
+    def features_pair(self, x: torch.Tensor) -> torch.Tensor:
+        """φ of both projections: [B, N, 2, h·d] (index 0 = q, 1 = k; φ per head for softmax)."""
         B, N, _ = x.shape
-        q, k = self.qk(x).chunk(2, dim=-1)
-        q = self.phi(q.reshape(B, N, self.heads, self.key_dim)).reshape(B, N, -1)
-        k = self.phi(k.reshape(B, N, self.heads, self.key_dim)).reshape(B, N, -1)
-        return q, k
+        qk = self.qk(x)  # [B, N, 2*h*d]
+        if self.feature_map == "softmax":  # normalised over each head's key dim
+            return self.phi(qk.view(B, N, 2, self.heads, self.key_dim)).view(B, N, 2, -1)
+        return self.phi(qk).view(B, N, 2, -1)  # elementwise maps need no head split
+
+    def features(self, x: torch.Tensor):
+        """φq, φk: [B, N, h·d] each."""
+        qk = self.features_pair(x)
+        return qk[:, :, 0], qk[:, :, 1]
 
     def delta(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """Δ = softplus(x W1 W2 + b): [B, N, C] (None when neither gate needs it)."""
@@ -183,11 +188,16 @@ class LinearAttention(TokenModule):
             raise ValueError(f"token count {N} does not match grid {H}x{W}")
         if C != self.dim:
             raise ValueError(f"linear_attention expects {self.dim} channels; got input {tuple(x.shape)}")
-        q, k = self.features(x)  # [B, N, h*d]
+        qk = self.features_pair(x)  # [B, N, 2, h*d]
+        q, k = qk[:, :, 0], qk[:, :, 1]
         v = self.v(x) if self.v is not None else x  # [B, N, C]
         delta = self.delta(x)
         vg = v * delta if self.input_gate else v  # input gate Δ ⊙ V
-        qr, kr = (self.rope.rotate(q, hw), self.rope.rotate(k, hw)) if self.rope is not None else (q, k)
+        if self.rope is not None:  # q and k rotated in one call: [B, 2, N, h*d]
+            qkr = self.rope.rotate(qk.transpose(1, 2), hw)
+            qr, kr = qkr[:, 0], qkr[:, 1]
+        else:
+            qr, kr = q, k
         if self.forget_gate is False:
             out = linear_attention_op(self._heads(qr), self._heads(kr), self._heads(vg),
                                       normalize=self.normalize, eps=self.eps, reduction="mean",

@@ -113,9 +113,12 @@ class SoftmaxAttention(TokenModule):
         H, W = hw
         if N != H * W:
             raise ValueError(f"token count {N} does not match grid {H}x{W}")
-        q, k, v = self.qkv(x).chunk(3, dim=-1)  # each [B, N, C]
-        if self.rope is not None:
-            q, k = self.rope.rotate(q, hw), self.rope.rotate(k, hw)
+        qkv = self.qkv(x).view(B, N, 3, C)
+        if self.rope is not None:  # q and k rotated in one call: [B, 2, N, C]
+            qk = self.rope.rotate(qkv[:, :, :2].transpose(1, 2), hw)
+            q, k, v = qk[:, 0], qk[:, 1], qkv[:, :, 2]
+        else:
+            q, k, v = qkv.unbind(dim=2)  # each [B, N, C]
         drop = self.attn_drop if self.training else 0.0
         if not self.window_size:
             out = self._attend(self._split(q), self._split(k), self._split(v), None, drop)  # [B,h,N,d]

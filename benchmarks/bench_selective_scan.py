@@ -37,7 +37,7 @@ def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
         fn()
         ts.append(time.perf_counter() - t0)
     ts.sort()
-    q = statistics.quantiles(ts, n=5) if len(ts) >= 2 else [ts[0]] * 4
+    q = statistics.quantiles(ts, n=5, method="inclusive") if len(ts) >= 2 else [ts[0]] * 4
     return {"median": statistics.median(ts), "p20": q[0], "p80": q[3], "n": len(ts)}
 
 

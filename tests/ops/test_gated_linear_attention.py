@@ -71,13 +71,16 @@ def test_vector_decay_intra_forms(intra, B, H, T, K, V):
         assert_close(name, a.grad, b.grad, atol=1e-3)
 
 
-def test_auto_intra_choice_follows_decay_strength():
-    q, k, v, ld = _inputs(1, 1, 64, 4, 3, "vector")
+@pytest.mark.parametrize("mode", ["scalar", "vector"])
+def test_auto_intra_choice_follows_decay_strength(mode):
+    q, k, v, ld = _inputs(1, 1, 64, 4, 3, mode)
     info = {}
     chunk_gated_linear_attention(q, k, v, ld, chunk_size=64, _info=info)
     assert info == {"chunk": 64, "intra": "factorized"}
     chunk_gated_linear_attention(q, k, v, ld * 100, chunk_size=64, _info=info)
-    assert info == {"chunk": 16, "intra": "exact"}
+    assert info == {"chunk": 16 if mode == "vector" else 64, "intra": "exact"}
+    chunk_gated_linear_attention(q, k, v, None, chunk_size=64, _info=info)
+    assert info == {"chunk": 64, "intra": "none"}
     with pytest.raises(ValueError, match="intra must be 'auto', 'factorized' or 'exact'; got 'fast'"):
         chunk_gated_linear_attention(q, k, v, ld, intra="fast")
 
@@ -119,7 +122,7 @@ def test_state_carries_across_calls():
     assert_close("split", full, torch.cat([o1, o2], dim=2), atol=1e-5)
 
 
-@pytest.mark.parametrize("mode,intra", [("scalar", "auto"), ("vector", "factorized"), ("vector", "exact")])
+@pytest.mark.parametrize("mode,intra", [("scalar", "factorized"), ("scalar", "exact"), ("vector", "factorized"), ("vector", "exact")])
 def test_gradcheck_float64(mode, intra):
     q, k, v, ld = _inputs(1, 2, 7, 3, 2, mode, dtype=torch.float64)
     xs = [t.requires_grad_() for t in (q, k, v, ld)]

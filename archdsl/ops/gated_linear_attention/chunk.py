@@ -6,11 +6,12 @@ chunk (b_t <= 0, non-increasing):
   inter:  o_t += (q_t ⊙ exp(b_t)) S_prev                            (exponents <= 0)
   state:  S = exp(b_last) ⊙ S_prev + (k ⊙ exp(b_last - b_s))ᵀ v      (exponents <= 0)
 so no exp of a positive number is ever taken. Only the state update loops over chunks.
-For a per-key decay [B,H,T,K] the intra term is computed, when the decay accumulated inside every
-chunk stays below a safe bound (60 in fp32, 600 in fp64: no overflow), as one matmul
-(q ⊙ exp(b_t - b_0)) (k ⊙ exp(b_0 - b_s))ᵀ ("factorized"); otherwise exactly with a [c, c, K]
-tensor of relative decays masked before the exp ("exact"), its chunk length capped by
-``max_vector_chunk`` to bound memory. ``intra`` forces one of them ("auto" by default).
+The intra term is computed, when the decay accumulated inside every chunk stays below a safe
+bound (60 in fp32, 600 in fp64: no overflow), as one matmul (q ⊙ exp(b_t - b_0)) (k ⊙ exp(b_0 - b_s))ᵀ
+("factorized"); otherwise exactly from the relative decays b_t - b_s masked before the exp
+("exact": a [c, c] matrix per chunk for a per-head decay, a [c, c, K] tensor for a per-key decay,
+whose chunk length is then capped by ``max_vector_chunk`` to bound memory). ``intra`` forces one
+form ("auto" by default checks the bound once per call).
 """
 from __future__ import annotations
 
@@ -68,15 +69,16 @@ def chunk_gated_linear_attention(
     vector = log_decay is not None and log_decay.dim() == 4
     c = max(1, min(chunk_size, T if T else 1))
     factorized = False
-    if vector:
+    if log_decay is not None:
         if intra == "auto":
-            factorized = _max_chunk_decay(log_decay.detach().to(dt), c) <= SAFE_LOG_RANGE[dt]
+            g4 = log_decay.detach().to(dt)
+            factorized = _max_chunk_decay(g4 if vector else g4.unsqueeze(-1), c) <= SAFE_LOG_RANGE[dt]
         else:
             factorized = intra == "factorized"
-        if not factorized:
+        if vector and not factorized:
             c = max(1, min(c, max_vector_chunk))
     if _info is not None:
-        _info.update(chunk=c, intra=("factorized" if factorized else "exact") if vector else "matrix")
+        _info.update(chunk=c, intra="none" if log_decay is None else ("factorized" if factorized else "exact"))
     pad = (-T) % c
     g = None
     if log_decay is not None:
@@ -89,30 +91,29 @@ def chunk_gated_linear_attention(
     qc = qf.reshape(B, H, n, c, K)
     kc = kf.reshape(B, H, n, c, K)
     vc = vf.reshape(B, H, n, c, Vx)
-    causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
 
     if g is None:
-        att = (qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0)
+        att = (qc @ kc.transpose(-1, -2)).tril()
         q_in, k_st, decay_last = qc, kc, None
-    elif not vector:
-        b = g.reshape(B, H, n, c).cumsum(-1)  # [B,H,n,c]
-        rel = (b.unsqueeze(-1) - b.unsqueeze(-2)).masked_fill(~causal, float("-inf"))  # b_t - b_s
-        att = (qc @ kc.transpose(-1, -2)) * torch.exp(rel)
-        q_in = qc * torch.exp(b).unsqueeze(-1)
-        k_st = kc * torch.exp(b[..., -1:] - b).unsqueeze(-1)
-        decay_last = torch.exp(b[..., -1]).reshape(B, H, n, 1, 1)
     else:
-        b = g.reshape(B, H, n, c, K).cumsum(-2)  # [B,H,n,c,K]
+        # b: inclusive cumulative log-decay inside each chunk, [B,H,n,c,1] (per head) or [.., K]
+        b = g.reshape(B, H, n, c, K if vector else 1).cumsum(-2)
         if factorized:  # exp(b_t - b_s) = exp(b_t - b_0) exp(b_0 - b_s): one matmul per chunk
-            r0 = b - b[..., :1, :]  # <= 0, >= -SAFE_LOG_RANGE (checked)
-            att = ((qc * torch.exp(r0)) @ (kc * torch.exp(-r0)).transpose(-1, -2)).masked_fill(~causal, 0.0)
-        else:  # exact [c, c, K] relative decays, masked before exp
+            r0 = b - b[..., :1, :]  # <= 0 and >= -SAFE_LOG_RANGE (checked), so exp(-r0) is finite
+            att = ((qc * torch.exp(r0)) @ (kc * torch.exp(-r0)).transpose(-1, -2)).tril()
+        elif not vector:  # exact [c, c] relative decays, masked before the exp
+            bs = b.squeeze(-1)
+            causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+            rel = (bs.unsqueeze(-1) - bs.unsqueeze(-2)).masked_fill(~causal, float("-inf"))  # b_t - b_s
+            att = (qc @ kc.transpose(-1, -2)) * torch.exp(rel)
+        else:  # exact [c, c, K] relative decays, masked before the exp
+            causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
             rel = b.unsqueeze(-2) - b.unsqueeze(-3)  # [B,H,n,t,s,K] = b_t - b_s
             rel = rel.masked_fill(~causal.unsqueeze(-1), float("-inf"))
             att = torch.einsum("bhntk,bhnsk,bhntsk->bhnts", qc, kc, torch.exp(rel))
         q_in = qc * torch.exp(b)
         k_st = kc * torch.exp(b[..., -1:, :] - b)
-        decay_last = torch.exp(b[..., -1, :]).reshape(B, H, n, K, 1)
+        decay_last = torch.exp(b[..., -1, :]).unsqueeze(-1)  # [B,H,n,K or 1,1]
 
     o = att @ vc  # intra-chunk, [B,H,n,c,Vx]
     kv = k_st.transpose(-1, -2) @ vc  # [B,H,n,K,Vx]: chunk's contribution to the state

@@ -5,7 +5,8 @@
 
 Size default: batch 8, dim 128, d_state 16, L = 3136 (a 56x56 grid), fp32, CPU, 2 threads;
 delta_softplus with delta_bias, D and z as in a Mamba block. Every configuration is warmed up
-before timing; medians with p20/p80. Target: fast >= 10x the reference (forward).
+before timing; the configurations are timed in interleaved rounds (same background load);
+medians with p20/p80 and minima. Target: fast >= 10x the reference (forward).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Callable
+from typing import Callable, Dict, List
 
 import torch
 
@@ -27,22 +28,36 @@ from archdsl.ops.selective_scan import (
 )
 
 
-def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
-    """Run ``fn`` ``warmup`` times, then time ``repeats`` calls; seconds: median, p20, p80."""
-    for _ in range(warmup):
+def measure(fns: Dict[str, Callable[[], object]], repeats: Dict[str, int], warmup: bool = True) -> Dict[str, dict]:
+    """Time every function in interleaved rounds (one call of each per round, order rotated), so
+    all of them see the same background load on a shared machine; with ``warmup`` each is called
+    once before any timing. Returns per name, in seconds: median, p20, p80, min, n."""
+    for fn in fns.values() if warmup else ():
         fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
-    q = statistics.quantiles(ts, n=5, method="inclusive") if len(ts) >= 2 else [ts[0]] * 4
-    return {"median": statistics.median(ts), "p20": q[0], "p80": q[3], "n": len(ts)}
+    names = list(fns)
+    times: Dict[str, List[float]] = {k: [] for k in names}
+    for r in range(max(repeats.values())):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            if len(times[name]) < repeats[name]:
+                t0 = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=5, method="inclusive") if len(ts) >= 2 else [ts[0]] * 4
+        out[name] = {"median": statistics.median(ts), "p20": q[0], "p80": q[3], "min": min(ts), "n": len(ts)}
+    return out
 
 
 def fmt(r: dict) -> str:
-    return f"{r['median'] * 1e3:9.1f} ms  (p20 {r['p20'] * 1e3:.1f}, p80 {r['p80'] * 1e3:.1f}, n={r['n']})"
+    return (
+        f"{r['median'] * 1e3:9.1f} ms  (p20 {r['p20'] * 1e3:.1f}, p80 {r['p80'] * 1e3:.1f}, "
+        f"min {r['min'] * 1e3:.1f}, n={r['n']})"
+    )
+
+
+def ratio(base: dict, fast: dict) -> str:
+    return f"{base['median'] / fast['median']:6.1f}x (of medians), {base['min'] / fast['min']:6.1f}x (of minima)"
 
 
 def main(argv=None) -> int:
@@ -74,26 +89,31 @@ def main(argv=None) -> int:
             out = selective_scan(*args, backend=name)
             err = (out - ref).abs().max().item()
             print(f"# {name:8s} -> {last_backend():14s} max-abs err vs ref {err:.2e}", file=sys.stderr)
-        results = {"ref": measure(lambda: selective_scan_ref(*args), a.ref_repeats, warmup=0)}
+        fns = {"ref": lambda: selective_scan_ref(*args)}
         for name in backends:
-            results[name] = measure(lambda: selective_scan(*args, backend=name), a.repeats)
+            fns[name] = lambda name=name: selective_scan(*args, backend=name)
+        reps = {k: (a.ref_repeats if k == "ref" else a.repeats) for k in fns}
+        results = measure(fns, reps, warmup=False)  # warmed up above
     if a.backward:
         def fb(fn, **kw):
             xs = [t.clone().requires_grad_() for t in (u, delta, B, C)]
             o = fn(xs[0], xs[1], A, xs[2], xs[3], D, z, bias, True, False, **kw)
             o.sum().backward()
 
-        results["ref+bwd"] = measure(lambda: fb(selective_scan_ref), a.ref_repeats, warmup=0)
+        fns = {"ref+bwd": lambda: fb(selective_scan_ref)}
         for name in backends:
-            results[f"{name}+bwd"] = measure(lambda: fb(selective_scan, backend=name), a.repeats)
+            fns[f"{name}+bwd"] = lambda name=name: fb(selective_scan, backend=name)
+        reps = {k: (a.ref_repeats if k == "ref+bwd" else a.repeats) for k in fns}
+        results.update(measure(fns, reps))
     header = f"selective_scan  batch={b} dim={d} d_state={n} L={L}  fp32 CPU threads={a.threads}"
     if a.json:
         print(json.dumps({"config": header, "results": results, "cpp_error": cpp_build_error()}))
         return 0
     print(header)
     for key, r in results.items():
-        base = results["ref+bwd" if key.endswith("+bwd") else "ref"]["median"]
-        print(f"  {key:12s} {fmt(r)}   speed-up vs ref {base / r['median']:6.1f}x")
+        base = results["ref+bwd" if key.endswith("+bwd") else "ref"]
+        extra = "" if key.startswith("ref") else f"   speed-up {ratio(base, r)}"
+        print(f"  {key:12s} {fmt(r)}{extra}")
     if not cpp_available():
         print(f"  (C++ kernel unavailable: {cpp_build_error()})")
     return 0

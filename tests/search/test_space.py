@@ -159,3 +159,26 @@ def test_root_example_extends_the_packaged_default():
             "stages.heads", "mixer.positional", "stages.dims"} <= {p.name for p in b.params}
     assert set(b.params[0].choices) == {"softmax_attention", "linear_attention", "selective_ssm"}
     assert set(next(p for p in b.params if p.name == "block").choices) == {"transformer", "mamba", "mlla"}
+
+
+def test_default_space_samples_compile():
+    """Random points of the shipped default space are valid specs that compile (on meta: no weights)."""
+    from archdsl.compiler import build_model
+    from archdsl.spec import load_spec_dict
+
+    import torch
+
+    sp = load_space(default_space_path())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = set()
+    for _ in range(15):
+        trial = study.ask()
+        spec, _ = sp.sample(trial)
+        study.tell(trial, 0.0)
+        model = build_model(load_spec_dict(spec, "<default>"), device="meta")
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears[-1].out_features == 10                      # the classifier
+        kinds.add((spec["mixer"]["type"], spec["block"]))
+        if spec["mixer"]["type"] == "selective_ssm":
+            assert set(spec["mixer"]) == {"type", "d_state"}
+    assert len({m for m, _ in kinds}) == 3 and len({b for _, b in kinds}) == 3

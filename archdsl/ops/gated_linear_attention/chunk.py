@@ -5,13 +5,13 @@ chunk (b_t <= 0, non-increasing):
   intra:  o_t += Σ_{s<=t} (Σ_k q_tk k_sk exp(b_tk - b_sk)) v_s     (quadratic, masked, exponents <= 0)
   inter:  o_t += (q_t ⊙ exp(b_t)) S_prev                            (exponents <= 0)
   state:  S = exp(b_last) ⊙ S_prev + (k ⊙ exp(b_last - b_s))ᵀ v      (exponents <= 0)
-so no exp of a positive number is ever taken. Only the state update loops over chunks.
-The intra term is computed, when the decay accumulated inside every chunk stays below a safe
+Only the state update loops over chunks. The intra term is computed, when the decay accumulated inside every chunk stays below a safe
 bound (60 in fp32, 600 in fp64: no overflow), as one matmul (q ⊙ exp(b_t - b_0)) (k ⊙ exp(b_0 - b_s))ᵀ
 ("factorized"); otherwise exactly from the relative decays b_t - b_s masked before the exp
 ("exact": a [c, c] matrix per chunk for a per-head decay, a [c, c, K] tensor for a per-key decay,
 whose chunk length is then capped by ``max_vector_chunk`` to bound memory). ``intra`` forces one
-form ("auto" by default checks the bound once per call).
+form ("auto" by default checks the bound once per call). So no exp of a number above the bound
+is ever taken, whatever the decay strength.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """selective_scan through the small C++ CPU kernel (``selective_scan_cpu.cpp``).
 
 The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (g++, -O3, OpenMP
-through ``at::parallel_for``) into ``$ARCHDSL_EXTENSIONS_DIR`` (default
+on ``torch.get_num_threads()`` threads) into ``$ARCHDSL_EXTENSIONS_DIR`` (default
 ``~/.cache/archdsl/torch_extensions``) and reused from there. ``ARCHDSL_NO_CPP=1`` disables it.
 When it cannot be built, :func:`cpp_available` is False, :func:`cpp_build_error` says why, and
 the dispatcher falls back to the pure-PyTorch chunked scan.

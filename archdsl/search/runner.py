@@ -107,7 +107,19 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
 
     Raises :class:`SpecError` for a bad space file, ``archdsl.data.DataError`` for a bad data source,
     ``ValueError`` for bad options. ``KeyboardInterrupt`` propagates after the results are written.
+    The caller's torch thread count is restored on return.
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run_search(opts, log=log, console=console, build=build, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None, console: Any,
+                build: Callable | None, **kwargs: Any) -> dict:
     import optuna
 
     from archdsl.data import load_data

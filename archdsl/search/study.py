@@ -68,7 +68,8 @@ def make_storage(url: str) -> Any:
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with _schema_lock(url):
+    with _schema_lock(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)   # heartbeat_interval
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                                           grace_period=4 * HEARTBEAT_S)
 

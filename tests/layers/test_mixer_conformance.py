@@ -68,3 +68,17 @@ def test_posenc_conformance(name):
     assert y.dtype == torch.float64
     assert grads_reach_all_parameters(pd, y) == []
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("case", MIXERS, ids=case_id)
+def test_mixer_bfloat16_forward_keeps_dtype(case):
+    m = build_mixer(*case).to(torch.bfloat16).eval()
+    x = torch.randn(2, 4 * 5, DIM, dtype=torch.bfloat16)
+    with torch.no_grad():
+        y = m(x, (4, 5))
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+    ref = build_mixer(*case).eval()
+    ref.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
+    with torch.no_grad():  # close to the float32 result (bfloat16 has ~3 significant digits)
+        y32 = ref(x.float(), (4, 5))
+    assert (y.float() - y32).abs().max() <= 0.1 * y32.abs().max() + 0.05

@@ -203,3 +203,31 @@ def test_nsga2_sampler_with_constraints(tmp_path):
         assert t.user_attrs["constraints"] == [t.user_attrs["params"] - 1.0e6]
         if hasattr(t, "constraints"):          # Optuna >= 5 keeps its own record (Trial.set_constraint)
             assert t.constraints == {"params_max": t.user_attrs["params"] - 1.0e6}
+
+
+def test_journal_storage_and_timeout(tmp_path):
+    url = f"journal:{tmp_path / 'study.log'}"
+    s = _run(tmp_path, budget=1, storage=url)
+    assert s["loop"].ran == [0] and s["loop"].stopped_by == "budget"
+    assert _run(tmp_path, budget=1, storage=url)["loop"].ran == []       # resumed from the journal
+    s = _run(tmp_path, budget=5, storage=url, timeout=0)
+    assert s["loop"].ran == [] and s["loop"].stopped_by == "timeout"
+    assert (tmp_path / "trials.csv").read_text().count("\n") == 2         # header + trial 0
+
+
+def test_a_dead_workers_trial_is_failed_as_stale_and_replaced(tmp_path, monkeypatch):
+    import time
+
+    from archdsl.search import study as st
+
+    monkeypatch.setattr(st, "HEARTBEAT_S", 1)            # grace period 4 s instead of 80 s
+    url = st.local_storage_url(tmp_path)
+    storage = st.make_storage(url)
+    dead = optuna.create_study(storage=storage, study_name="tiny_space", directions=["maximize", "maximize"])
+    trial = dead.ask()                                    # a worker that asked, then died
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(4.5)
+    s = _run(tmp_path, budget=2)
+    study = _study(tmp_path)
+    assert study.trials[0].state == TrialState.FAIL and "fail_reason" not in study.trials[0].user_attrs
+    assert s["loop"].ran == [1, 2] and budget_count(study) == 2

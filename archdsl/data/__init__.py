@@ -1,7 +1,16 @@
 """Bundled default data set (scikit-learn digits, no download) and loaders for ImageFolder trees and a
 local CIFAR-10 folder. ``load_data("default" | "imagefolder:PATH" | "cifar10:PATH", image_size=32)``."""
-from archdsl.data.datasets import (DataBundle, DataError, DatasetSplit, TensorSplit, load_cifar10,
-                                   load_data, load_default, load_imagefolder, parse_source)
+from archdsl.data.datasets import (
+    DataBundle,
+    DataError,
+    DatasetSplit,
+    TensorSplit,
+    load_cifar10,
+    load_data,
+    load_default,
+    load_imagefolder,
+    parse_source,
+)
 
 __all__ = ["DataBundle", "DataError", "DatasetSplit", "TensorSplit", "load_cifar10", "load_data",
            "load_default", "load_imagefolder", "parse_source"]

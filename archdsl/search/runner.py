@@ -123,7 +123,8 @@ def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None
     import optuna
 
     from archdsl.data import load_data
-    from archdsl.search import results, study as st
+    from archdsl.search import results
+    from archdsl.search import study as st
     from archdsl.search.objective import TrialContext, run_trial
 
     opts = dataclasses.replace(opts or SearchOptions(), **kwargs)

@@ -325,7 +325,7 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
             base = _as_plain(_resolve_base(base_file))
         except SpecError as e:
             if e.file is None:
-                raise e.located(**positions.get(("base",), Pos(shown)).kwargs(), path="base")
+                raise e.located(**positions.get(("base",), Pos(shown)).kwargs(), path="base") from None
             raise
     else:
         base = load_yaml_file(base_file)[0]        # raw: no extends / validation (tools, tests)

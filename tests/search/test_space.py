@@ -163,10 +163,10 @@ def test_root_example_extends_the_packaged_default():
 
 def test_default_space_samples_compile():
     """Random points of the shipped default space are valid specs that compile (on meta: no weights)."""
+    import torch
+
     from archdsl.compiler import build_model
     from archdsl.spec import load_spec_dict
-
-    import torch
 
     sp = load_space(default_space_path())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

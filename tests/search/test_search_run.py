@@ -231,3 +231,13 @@ def test_a_dead_workers_trial_is_failed_as_stale_and_replaced(tmp_path, monkeypa
     study = _study(tmp_path)
     assert study.trials[0].state == TrialState.FAIL and "fail_reason" not in study.trials[0].user_attrs
     assert s["loop"].ran == [1, 2] and budget_count(study) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without a GPU")
+def test_cli_cuda_without_gpu_exit_2(tmp_path, capsys):
+    from archdsl.cli import main
+
+    rc = main(["search", "--space", str(SPACE), "--device", "cuda", "--budget", "1", "--out", str(tmp_path)])
+    assert rc == 2
+    assert capsys.readouterr().err == ("archdsl search: error: --device cuda was asked for, but "
+                                       "torch.cuda.is_available() is False\n")

@@ -58,3 +58,24 @@ def test_without_gates_selective_scan_is_causal_linear_attention():
     v = u.transpose(1, 2).unsqueeze(1)  # all channels as V of one head: [b, 1, L, dim]
     la = causal_linear_attention(q, k, v, normalize=False, chunk_size=8)
     assert_close("ssm==la", ref, la[:, 0].transpose(1, 2), atol=1e-10)
+
+
+def test_empty_sequences():
+    # L = 0 is legal everywhere: empty outputs, zero (or initial) states.
+    for backend in ("ref", "chunked", "cpp"):
+        if backend == "cpp":
+            from archdsl.ops.selective_scan import cpp_available
+
+            if not cpp_available():
+                continue
+        out, last = selective_scan(
+            torch.randn(2, 3, 0), torch.rand(2, 3, 0), -torch.rand(3, 4), torch.randn(2, 4, 0),
+            torch.randn(2, 4, 0), return_last_state=True, backend=backend,
+        )
+        assert out.shape == (2, 3, 0) and torch.equal(last, torch.zeros(2, 3, 4))
+    q, v, ld = torch.randn(1, 2, 0, 3), torch.randn(1, 2, 0, 4), -torch.rand(1, 2, 0)
+    S0 = torch.randn(1, 2, 3, 4)
+    for fn in (chunk_gated_linear_attention, recurrent_gated_linear_attention_ref):
+        o, S = fn(q, q, v, ld, initial_state=S0, return_final_state=True)
+        assert o.shape == (1, 2, 0, 4) and torch.equal(S, S0)
+    assert causal_linear_attention(q, q, v).shape == (1, 2, 0, 4)

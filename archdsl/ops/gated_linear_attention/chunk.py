@@ -122,8 +122,8 @@ def chunk_gated_linear_attention(
     for i in range(n):
         prev.append(S)
         S = (S if decay_last is None else decay_last[:, :, i] * S) + kv[:, :, i]
-    S_prev = torch.stack(prev, dim=2)  # [B,H,n,K,Vx]
-    o = o + q_in @ S_prev
+    if prev:
+        o = o + q_in @ torch.stack(prev, dim=2)  # inter-chunk: S_prev [B,H,n,K,Vx]
     o = o.reshape(B, H, n * c, Vx)[:, :, :T]
     if normalize:
         o = o[..., :V] / (o[..., V:] + eps)

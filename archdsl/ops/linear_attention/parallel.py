@@ -74,7 +74,7 @@ def causal_linear_attention(
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     B, H, T, K = q.shape
     V = v.shape[-1]
-    c = min(chunk_size, T)
+    c = max(1, min(chunk_size, T))
     pad = (-T) % c
     if pad:
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))

@@ -98,7 +98,7 @@ def selective_scan_chunked(
             h = ecs[:, :, :, i, -1] * h + local[:, :, :, i, -1]
         hs = local + ecs * torch.stack(starts, dim=3).unsqueeze(4)
         ys.append((hs * Cp[:, :, :, c0:c1]).sum(-1))  # (b, G, dg, m, T)
-    y = torch.cat(ys, dim=3).reshape(batch, dim, n * T)[:, :, :L]
+    y = torch.cat(ys, dim=3).reshape(batch, dim, n * T)[:, :, :L] if ys else d.new_zeros(batch, dim, 0)
     h = h.reshape(batch, dim, N)
     out = finish(y, u, D, z, u.dtype)
     return (out, h) if return_last_state else out

@@ -41,7 +41,7 @@ from archdsl.spec.schema import (
 from archdsl.spec.templates import BlockTemplate, block_kind, load_template, substitute
 from archdsl.spec.yaml_loader import Pos, Positions, format_path, load_yaml, parse_path
 
-__all__ = ["load_spec", "load_spec_dict", "dump_resolved", "spec_hash", "ModelSpec", "SpecError",
+__all__ = ["load_spec", "load_spec_dict", "dump_resolved", "resolved_data", "spec_hash", "ModelSpec", "SpecError",
            "BlockTemplate", "load_template", "block_kind", "substitute", "json_schema", "ref_parts",
            "did_you_mean", "load_yaml", "format_path", "parse_path"]
 

@@ -10,7 +10,8 @@ the process CPU time (``time.process_time``, all threads), which is less sensiti
 taking the cores on a shared machine).
 
 Variants: ``official`` (eager), ``archdsl`` (eager, the generic ``linear_attention`` mixer),
-``archdsl+channels_last`` (the input image in channels-last memory format), ``archdsl+mlla_attention``
+``official+channels_last`` / ``archdsl+channels_last`` (the input image in channels-last memory
+format: the stem's convolutions then run oneDNN's channels-last kernels), ``archdsl+mlla_attention``
 (the same spec with ``--set mixer.type=mlla_attention``, the fused MLLA attention), and with ``--compile`` both models under ``torch.compile``
 (compilation is not timed). Usage::
 
@@ -63,7 +64,8 @@ def main() -> int:
         y = ref(x)
         err = max((ours(x) - y).abs().max().item(), (fused(x) - y).abs().max().item())
 
-    variants = {"official": (ref, x), "archdsl": (ours, x), "archdsl+channels_last": (ours, x_cl),
+    variants = {"official": (ref, x), "official+channels_last": (ref, x_cl), "archdsl": (ours, x),
+                "archdsl+channels_last": (ours, x_cl),
                 "archdsl+mlla_attention": (fused, x)}
     if args.compile:
         variants["official+compile"] = (torch.compile(ref), x)

@@ -167,18 +167,24 @@ class MLLAAttention(nn.Module):
         self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim) if "lepe" in pos else None
         self._rot: dict = {}
 
+    def _make_rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
+        from archdsl.ops.rope import rope2d_angles
+
+        ang = rope2d_angles(hw[0], hw[1], self.dim, self.base)  # [N, C/2] float64
+        return torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=torch.complex64)
+
     def _rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
-        """Complex rotation table [N, C/2] (complex64) for the grid; cached per (grid, device, mode)."""
+        """Complex rotation table [N, C/2] (complex64) for the grid; cached per (grid, device, mode)
+        in eager mode (a table made under inference_mode is never reused for autograd); traced
+        inline under torch.compile (no graph break)."""
+        if torch.compiler.is_compiling():
+            return self._make_rotation(hw, device)
         key = (hw, device, torch.is_inference_mode_enabled())
         rot = self._rot.get(key)
         if rot is None:
-            from archdsl.ops.rope import rope2d_angles
-
-            ang = rope2d_angles(hw[0], hw[1], self.dim, self.base)  # [N, C/2] float64
-            rot = torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=torch.complex64)
             if len(self._rot) > 8:
                 self._rot.clear()
-            self._rot[key] = rot
+            rot = self._rot[key] = self._make_rotation(hw, device)
         return rot
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:

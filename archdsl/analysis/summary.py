@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 SizeT = Union[int, Sequence[int]]
 
@@ -57,8 +57,20 @@ def _eval(model: nn.Module) -> Iterator[None]:
         model.train(was)
 
 
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs of the CPU SDPA kernel, which FlopCounterMode has no formula for (it would count 0 and
+    the CPU figure would differ from the meta-device one): the two matmuls, as for the CUDA kernels.
+    FlopCounterMode passes tensor shapes to ``custom_mapping`` entries."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_CUSTOM_FLOPS = {}
+if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+    _CUSTOM_FLOPS[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flops
+
+
 def _flops(fn: Any, *args: Any) -> Tuple[Any, int]:
-    with FlopCounterMode(display=False) as fc:
+    with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as fc:
         out = fn(*args)
     return out, int(fc.get_total_flops())
 

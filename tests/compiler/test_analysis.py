@@ -57,3 +57,18 @@ def test_macs_on_meta_equal_real():
     real, meta = build_model(tiny), build_model(tiny, device="meta")
     assert count_macs(meta, 32) == count_macs(real, 32) > 0
     assert count_params(meta) == count_params(real)
+
+
+def test_cpu_sdpa_is_counted_like_on_meta():
+    """FlopCounterMode has no formula for the CPU SDPA kernel; summary registers one so a CPU count
+    equals the meta-device count: q·kᵀ and p·v, 2·B·H·L·S·E FLOPs each."""
+    import torch
+    import torch.nn.functional as F
+
+    from archdsl.analysis.summary import _flops
+
+    B, H, L, E = 1, 2, 16, 8
+    for device in ("cpu", "meta"):
+        q = torch.randn(B, H, L, E, device=device)
+        _, flops = _flops(F.scaled_dot_product_attention, q, q, q)
+        assert flops == 2 * (2 * B * H * L * L * E), device

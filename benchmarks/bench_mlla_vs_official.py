@@ -74,7 +74,7 @@ def main() -> int:
     times = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     with torch.inference_mode():
-        for name, (m, inp) in variants.items():  # warm every variant before timing any
+        for m, inp in variants.values():  # warm every variant before timing any
             for _ in range(args.warmup):
                 m(inp)
         for _ in range(args.rounds):

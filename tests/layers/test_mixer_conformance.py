@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mixer_conformance import DIM, build_mixer, build_posenc, case_id, grads_reach_all_parameters, mixer_cases
 
 from archdsl import registry
 from archdsl.ops.testing import assert_close
-
-from mixer_conformance import DIM, build_mixer, build_posenc, case_id, grads_reach_all_parameters, mixer_cases
 
 MIXERS = mixer_cases()
 POSENCS = registry.names("posenc")

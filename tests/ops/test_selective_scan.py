@@ -50,14 +50,13 @@ CASES = [
     (2, 20, 16, 63, 0, True, True),
     (1, 32, 4, 33, 2, True, False),
 ]
-IDS = [f"B{b}-D{d}-N{n}-L{l}-G{g}{'-Dzb' if e else ''}{'-sp' if s else ''}" for b, d, n, l, g, e, s in CASES]
+IDS = [f"B{b}-D{d}-N{n}-L{t}-G{g}{'-Dzb' if e else ''}{'-sp' if s else ''}" for b, d, n, t, g, e, s in CASES]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batch,dim,N,L,groups,extras,softplus", CASES, ids=IDS)
 def test_fast_matches_reference(backend, batch, dim, N, L, groups, extras, softplus):
     u, delta, A, B, C, D, z, bias = _inputs(batch, dim, N, L, groups, softplus=softplus)
-    kw = dict(D=D, z=z, delta_bias=bias) if extras else {}
     leaves = [u, delta, A, B, C] + ([D, z, bias] if extras else [])
     names = ["u", "delta", "A", "B", "C"] + (["D", "z", "delta_bias"] if extras else [])
 

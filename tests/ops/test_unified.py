@@ -49,8 +49,6 @@ def test_selective_scan_is_gated_linear_attention(gla):
 def test_without_gates_selective_scan_is_causal_linear_attention():
     # Δ = 1 and A = 0 switch both gates off: y = per channel unnormalised causal linear attention.
     u, _, A, B, C, _ = _ssm_inputs()
-    b, dim, L = u.shape
-    N = A.shape[1]
     ones, zeros = torch.ones_like(u), torch.zeros_like(A)
     ref = selective_scan_ref(u, ones, zeros, B, C)
     q = C.transpose(1, 2).unsqueeze(1)  # one head, [b, 1, L, N]

@@ -9,8 +9,8 @@ rebuilds the RoPE buffers and resolutions for another input size.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class ConvLayer(nn.Module):

@@ -2,10 +2,10 @@
 the independent official-structure re-implementation, grids of odd sizes, config errors."""
 import pytest
 import torch
+from official_mlla import PatchMerging, Stem, randomize_
 
 from archdsl import registry
 from archdsl.layers.mlla import MLLAMerge, MLLAStem
-from official_mlla import PatchMerging, Stem, randomize_
 
 
 def test_registered():
@@ -67,8 +67,9 @@ def test_stem_rejects_non_image():
 
 
 # ---------------------------------------------------------------- fused MLLA attention
-from archdsl.layers.mlla import MLLAAttention  # noqa: E402
 from official_mlla import LinearAttention as OfficialLinearAttention  # noqa: E402
+
+from archdsl.layers.mlla import MLLAAttention  # noqa: E402
 
 
 @pytest.mark.parametrize("heads,hw", [(1, (8, 8)), (2, (5, 7))], ids=["h1-8x8", "h2-5x7"])

@@ -2,7 +2,6 @@
 Table 1/2 row within ±1M params and ±0.15 GMACs, Swin-T, overrides that turn MLLA-T into MLLA-S.
 Parameters and MACs are counted on the meta device (shapes only, no weights, no arithmetic)."""
 import pytest
-import torch
 
 from archdsl import build_model, load_spec
 from archdsl.cli.report import PAPER, count_macs_with_scan

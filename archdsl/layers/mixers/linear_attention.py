@@ -34,7 +34,8 @@ from archdsl.layers.base import HW, TokenModule
 from archdsl.layers.mixers import auto_rank, check_dim_heads, init_dt_projection, parse_positional
 from archdsl.layers.posenc import LePE, RoPE2d
 from archdsl.ops.gated_linear_attention import chunk_gated_linear_attention
-from archdsl.ops.linear_attention import FEATURE_MAP_NAMES, feature_map as get_feature_map
+from archdsl.ops.linear_attention import FEATURE_MAP_NAMES
+from archdsl.ops.linear_attention import feature_map as get_feature_map
 from archdsl.ops.linear_attention import linear_attention as linear_attention_op
 from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan

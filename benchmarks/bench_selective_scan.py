@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--ref-repeats", type=int, default=2)
     p.add_argument("--backward", action="store_true", help="also time forward+backward")
+    p.add_argument("--plain", action="store_true",
+                   help="the bare scan (no D, z, delta_bias, softplus), i.e. without the Mamba-block epilogue")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)  # S4D-real init
     B, C = torch.randn(b, n, L), torch.randn(b, n, L)
     D, z, bias = torch.ones(d), torch.randn(b, d, L), torch.randn(d) * 0.1
-    args = (u, delta, A, B, C, D, z, bias, True, False)
+    args = (u, delta, A, B, C, None, None, None, False, False) if a.plain else (u, delta, A, B, C, D, z, bias, True, False)
 
     backends = ["chunked"] + (["cpp"] if cpp_available() else [])
     with torch.inference_mode():
@@ -71,7 +73,8 @@ def main(argv=None) -> int:
             fns[f"{name}+bwd"] = lambda name=name: fb(selective_scan, backend=name)
         reps = {k: (a.ref_repeats if k == "ref+bwd" else a.repeats) for k in fns}
         results.update(measure(fns, reps))
-    header = f"selective_scan  batch={b} dim={d} d_state={n} L={L}  fp32 CPU threads={a.threads}"
+    header = (f"selective_scan  batch={b} dim={d} d_state={n} L={L}  fp32 CPU threads={a.threads}  "
+              f"{'plain scan' if a.plain else 'with D, z, delta_bias, softplus'}")
     if a.json:
         print(json.dumps({"config": header, "results": results, "cpp_error": cpp_build_error()}))
         return 0

@@ -80,59 +80,65 @@ static void fwd_block(const T* uT, const T* dT, const T* AT, const T* Bb, const 
     for (int64_t n = 0; n < N; ++n) last[(d0 + j) * N + n] = h[n * W + j];
 }
 
-// The same block for float with GCC/Clang vector extensions: 8 channels per vector (one AVX2
-// register, or two SSE registers without AVX2), exp computed on whole vectors.
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+// The same block for float with GCC/Clang vector extensions: VW channels per vector, exp computed
+// on whole vectors. VW = 16 (one AVX-512 register) when compiled with -mavx512f, else 8 (one AVX2
+// register, or two SSE registers without AVX2).
+#if defined(__AVX512F__)
+#define VW 16
+#else
+#define VW 8
+#endif
+typedef float vf __attribute__((vector_size(VW * 4)));
+typedef int32_t vi __attribute__((vector_size(VW * 4)));
 
-static inline v8f vexp(v8f x) {
-  const v8f lo = v8f{} - 87.0f, hi = v8f{} + 88.0f;
+static inline vf vexp(vf x) {
+  const vf lo = vf{} - 87.0f, hi = vf{} + 88.0f;
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
   const float shifter = 12582912.0f;
-  v8f fn = x * 1.44269504088896341f + shifter;
+  vf fn = x * 1.44269504088896341f + shifter;
   fn = fn - shifter;
-  v8f r = x - fn * 0.693359375f;
+  vf r = x - fn * 0.693359375f;
   r = r - fn * (-2.12194440e-4f);
-  v8f p = r * (1.0f / 720.0f) + 1.0f / 120.0f;
+  vf p = r * (1.0f / 720.0f) + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
   p = p * r + 1.0f / 6.0f;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  v8i bits = (__builtin_convertvector(fn, v8i) + 127) << 23;
-  return p * (v8f)bits;  // same-size vector cast = bit reinterpretation (GCC/Clang)
+  vi bits = (__builtin_convertvector(fn, vi) + 127) << 23;
+  return p * (vf)bits;  // same-size vector cast = bit reinterpretation (GCC/Clang)
 }
 
-static void fwd_block_v8(const float* uT, const float* dT, const float* AT, const float* Bb,
+static void fwd_block_vec(const float* uT, const float* dT, const float* AT, const float* Bb,
                          const float* Cb, float* yT, float* last, int64_t L, int64_t D, int64_t N,
                          int64_t d0) {
-  std::vector<v8f> hv(N, v8f{}), Av(N);
-  for (int64_t n = 0; n < N; ++n) std::memcpy(&Av[n], AT + n * D + d0, sizeof(v8f));
-  v8f* h = hv.data();
-  const v8f* Ab = Av.data();
+  std::vector<vf> hv(N, vf{}), Av(N);
+  for (int64_t n = 0; n < N; ++n) std::memcpy(&Av[n], AT + n * D + d0, sizeof(vf));
+  vf* h = hv.data();
+  const vf* Ab = Av.data();
   for (int64_t t = 0; t < L; ++t) {
-    v8f dv, uv;
-    std::memcpy(&dv, dT + t * D + d0, sizeof(v8f));
-    std::memcpy(&uv, uT + t * D + d0, sizeof(v8f));
-    const v8f duv = dv * uv;
+    vf dv, uv;
+    std::memcpy(&dv, dT + t * D + d0, sizeof(vf));
+    std::memcpy(&uv, uT + t * D + d0, sizeof(vf));
+    const vf duv = dv * uv;
     const float* Bt_ = Bb + t * N;
     const float* Ct_ = Cb + t * N;
-    v8f acc = v8f{};
+    vf acc = vf{};
     for (int64_t n = 0; n < N; ++n) {
       h[n] = vexp(dv * Ab[n]) * h[n] + duv * Bt_[n];
       acc += h[n] * Ct_[n];
     }
-    std::memcpy(yT + t * D + d0, &acc, sizeof(v8f));
+    std::memcpy(yT + t * D + d0, &acc, sizeof(vf));
   }
-  for (int j = 0; j < 8; ++j)
+  for (int j = 0; j < VW; ++j)
     for (int64_t n = 0; n < N; ++n) last[(d0 + j) * N + n] = h[n][j];
 }
 
 template <typename T>
 void fwd_kernel(const T* uT, const T* dT, const T* AT, const T* Bm, const T* Cm, T* yT, T* last,
                 int64_t Bt, int64_t D, int64_t L, int64_t N, int64_t G) {
-  constexpr int W = 8;
+  constexpr int W = VW;
   const int64_t per_group = D / G;
   const int64_t full = per_group / W, tail = per_group % W;  // blocks never straddle groups
   const int64_t per_batch = G * (full + tail);
@@ -148,7 +154,7 @@ void fwd_kernel(const T* uT, const T* dT, const T* AT, const T* Bm, const T* Cm,
     T* lastb = last + b * D * N;
     if (i < full) {
       if constexpr (std::is_same<T, float>::value)
-        fwd_block_v8(uT + off, dT + off, AT, Bb, Cb, yT + off, lastb, L, D, N, g * per_group + i * W);
+        fwd_block_vec(uT + off, dT + off, AT, Bb, Cb, yT + off, lastb, L, D, N, g * per_group + i * W);
       else
         fwd_block<T, W>(uT + off, dT + off, AT, Bb, Cb, yT + off, lastb, L, D, N, g * per_group + i * W);
     } else

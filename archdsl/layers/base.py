@@ -32,6 +32,17 @@ class Tokenwise(TokenModule):
         return self.module(x)
 
 
+def check_tokens(x: torch.Tensor, hw: HW, dim: int | None = None, name: str = "layer") -> Tuple[int, int, int]:
+    """Check ``x: [B, N, C]`` against the grid ``hw`` (and the layer's width); returns ``(B, N, C)``."""
+    B, N, C = x.shape
+    H, W = hw
+    if N != H * W:
+        raise ValueError(f"token count {N} does not match grid {H}x{W}")
+    if dim is not None and C != dim:
+        raise ValueError(f"{name} expects {dim} channels; got input {tuple(x.shape)}")
+    return B, N, C
+
+
 def tokens_to_map(x: torch.Tensor, hw: HW) -> torch.Tensor:
     """``[B, N, C] -> [B, C, H, W]``."""
     B, N, C = x.shape

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
+from archdsl.layers.base import HW, check_tokens, map_to_tokens, tokens_to_map
 from archdsl.registry import register
 
 __all__ = ["ConvNormAct", "MLLAStem", "MLLAMerge", "MLLAAttention"]
@@ -188,10 +188,8 @@ class MLLAAttention(nn.Module):
         return rot
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = x.shape
+        B, N, C = check_tokens(x, hw)
         H, W = hw
-        if N != H * W:
-            raise ValueError(f"token count {N} does not match grid {H}x{W}")
         h, d = self.heads, C // self.heads
         qk = F.elu(self.qk(x)) + 1.0  # [B, N, 2C]
         if "rope2d" in self.positional:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, TokenModule
+from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import auto_rank, check_dim_heads, init_dt_projection, parse_positional
 from archdsl.layers.posenc import LePE, RoPE2d
 from archdsl.ops.gated_linear_attention import chunk_gated_linear_attention
@@ -183,12 +183,8 @@ class LinearAttention(TokenModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = x.shape
+        B, N, C = check_tokens(x, hw, self.dim, "linear_attention")
         H, W = hw
-        if N != H * W:
-            raise ValueError(f"token count {N} does not match grid {H}x{W}")
-        if C != self.dim:
-            raise ValueError(f"linear_attention expects {self.dim} channels; got input {tuple(x.shape)}")
         qk = self.features_pair(x)  # [B, N, 2, h*d]
         q, k = qk[:, :, 0], qk[:, :, 1]
         v = self.v(x) if self.v is not None else x  # [B, N, C]

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from archdsl.layers.base import HW, TokenModule
+from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import auto_rank, init_dt_projection
 from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan
@@ -106,12 +106,8 @@ class SelectiveSSM(TokenModule):
                 torch.cat([m.bias for m in dts]))
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = x.shape
+        B, N, C = check_tokens(x, hw, self.dim, "selective_ssm")
         H, W = hw
-        if N != H * W:
-            raise ValueError(f"token count {N} does not match grid {H}x{W}")
-        if C != self.dim:
-            raise ValueError(f"selective_ssm expects {self.dim} channels; got input {tuple(x.shape)}")
         K, R, S = len(self.directions), self.dt_rank, self.d_state
         xm = x.transpose(1, 2).reshape(B, C, H, W)
         u = cross_scan(xm, self.directions)  # [B, K, C, L]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, TokenModule
+from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import check_dim_heads, parse_positional
 from archdsl.layers.posenc import LePE, RoPE2d
 from archdsl.ops.softmax_attention import (
@@ -109,10 +109,8 @@ class SoftmaxAttention(TokenModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = x.shape
+        B, N, C = check_tokens(x, hw)
         H, W = hw
-        if N != H * W:
-            raise ValueError(f"token count {N} does not match grid {H}x{W}")
         qkv = self.qkv(x).view(B, N, 3, C)
         if self.rope is not None:  # q and k rotated in one call: [B, 2, N, C]
             qk = self.rope.rotate(qkv[:, :, :2].transpose(1, 2), hw)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
-from .common import check_args, compute_dtype, finish, prepare_delta
+from .common import check_args, compute_dtype
 
 _SOURCE = Path(__file__).with_name("selective_scan_cpu.cpp")
 _lock = threading.Lock()
@@ -97,37 +98,72 @@ def cpp_build_error() -> Optional[str]:
 
 
 class _ScanFn(torch.autograd.Function):
-    """Core scan y = scan(u, delta, A, B, C) with last state; B, C: (batch, G, L, N) contiguous."""
+    """Fused forward out, h_L = kernel(u, delta, A, B, C, D, z, delta_bias, softplus).
+
+    u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, G, L, N) contiguous; D, delta_bias:
+    (dim,) or None. The backward runs the C++ scan backward (gradients w.r.t. u, the processed
+    delta, A, B, C given dL/dy) and does the prologue / epilogue gradients (delta_bias, softplus,
+    D skip, silu(z) gate) in PyTorch. The same kernel runs with or without grad; with grad and a
+    gate z it also returns the pre-gate scan output y, which the backward needs for dz.
+    """
 
     @staticmethod
-    def forward(ctx, u, delta, A, Bm, Cm):
-        y, last = torch.ops.archdsl_selective_scan.fwd(u, delta, A, Bm, Cm)
-        ctx.save_for_backward(u, delta, A, Bm, Cm)
-        return y, last
+    def forward(ctx, u, delta, A, Bm, Cm, D, z, bias, softplus):
+        keep_y = z is not None and any(ctx.needs_input_grad)
+        out, last, y = torch.ops.archdsl_selective_scan.fwd(u, delta, A, Bm, Cm, D, z, bias, softplus, keep_y)
+        ctx.softplus = softplus
+        ctx.save_for_backward(u, delta, A, Bm, Cm, D, z, bias, y if keep_y else None)
+        return out, last
 
     @staticmethod
-    def backward(ctx, dy, dlast):
-        u, delta, A, Bm, Cm = ctx.saved_tensors
-        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+    def backward(ctx, dout, dlast):
+        u, delta, A, Bm, Cm, D, z, bias, y = ctx.saved_tensors
+        dout = torch.zeros_like(u) if dout is None else dout
+        x = delta if bias is None else delta + bias.unsqueeze(-1)  # pre-softplus delta
+        dp = F.softplus(x) if ctx.softplus else x
+        dz = None
+        if z is not None:
+            sz = torch.sigmoid(z)
+            dy = dout * (z * sz)  # dL/d(y + D u)
+            if ctx.needs_input_grad[6]:
+                pre = y if D is None else y + D.unsqueeze(-1) * u
+                dz = dout * pre * (sz * (1 + z * (1 - sz)))  # silu'(z) = s (1 + z (1 - s))
+        else:
+            dy = dout
+        dy = dy.contiguous()
         dlast = None if dlast is None else dlast.contiguous()
-        du, ddelta, dA, dB, dC = torch.ops.archdsl_selective_scan.bwd(u, delta, A, Bm, Cm, dy, dlast)
-        return du, ddelta, dA, dB, dC
+        du, ddp, dA, dB, dC = torch.ops.archdsl_selective_scan.bwd(u, dp.contiguous(), A, Bm, Cm, dy, dlast)
+        dD = None
+        if D is not None:
+            du = du + dy * D.unsqueeze(-1)
+            dD = (dy * u).sum((0, 2))
+        ddelta = ddp * torch.sigmoid(x) if ctx.softplus else ddp
+        dbias = ddelta.sum((0, 2)) if bias is not None else None
+        return du, ddelta, dA, dB, dC, dD, dz, dbias, None
 
 
 def selective_scan_cpp(
     u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False
 ):
-    """Same contract as :func:`selective_scan_ref`, computed by the C++ kernel (CPU tensors)."""
+    """Same contract as :func:`selective_scan_ref`, computed by the C++ kernel (CPU tensors).
+
+    One fused kernel call does delta_bias, softplus, the scan, the D skip and the silu(z) gate on
+    the (batch, dim, L) layout (fp32 and fp64); only B and C are transposed to (batch, G, L, N).
+    """
     check_args(u, delta, A, B, C, D, z, delta_bias)
     if not _ensure():
         raise RuntimeError(f"the selective_scan C++ kernel is not available: {cpp_build_error()}")
     if u.device.type != "cpu":
         raise ValueError(f"the C++ selective_scan kernel runs on CPU tensors; got device {u.device}")
     dt = compute_dtype(u.dtype)
-    d = prepare_delta(delta, delta_bias, delta_softplus, dt).contiguous()
+
+    def prep(t):
+        return None if t is None else t.to(dt).contiguous()
+
     Bg = (B.unsqueeze(1) if B.dim() == 3 else B).to(dt).transpose(-1, -2).contiguous()  # (b,G,L,N)
     Cg = (C.unsqueeze(1) if C.dim() == 3 else C).to(dt).transpose(-1, -2).contiguous()
-    y, last = _ScanFn.apply(u.to(dt).contiguous(), d, A.to(dt).contiguous(), Bg, Cg)
-    out = finish(y, u, D, z, u.dtype)
+    out, last = _ScanFn.apply(
+        prep(u), prep(delta), prep(A), Bg, Cg, prep(D), prep(z), prep(delta_bias), bool(delta_softplus)
+    )
+    out = out.to(u.dtype)
     return (out, last) if return_last_state else out
-

@@ -4,6 +4,7 @@ Public API (everything else may change):
 
     load_spec(path, overrides=()) -> Spec        # YAML -> validated, resolved spec
     build_model(spec_or_path, overrides=()) -> nn.Module
+    run_search(space=..., budget=..., out_dir=...) -> dict   # the `archdsl search` pipeline
     register(kind, name)                          # add a mixer / block / stem / ... from Python
     SpecError                                     # the language's one error type
 """
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 from archdsl.registry import register
 from archdsl.spec.errors import SpecError
 
-__all__ = ["__version__", "register", "SpecError", "load_spec", "build_model"]
+__all__ = ["__version__", "register", "SpecError", "load_spec", "build_model", "run_search"]
 
 
 def __getattr__(name: str):  # lazy: importing archdsl must not import torch-heavy modules
@@ -26,4 +27,8 @@ def __getattr__(name: str):  # lazy: importing archdsl must not import torch-hea
         from archdsl.compiler import build_model
 
         return build_model
+    if name == "run_search":
+        from archdsl.search import run_search
+
+        return run_search
     raise AttributeError(name)

@@ -17,7 +17,7 @@ from archdsl.spec.errors import SpecError
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.
-COMMANDS = ("build", "validate", "schema", "bench", "report", "import_weights", "search")
+COMMANDS = ("build", "validate", "schema", "components", "bench", "report", "import_weights", "search")
 
 
 class UserError(Exception):

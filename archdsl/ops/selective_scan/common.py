@@ -1,7 +1,7 @@
 """Argument checking and the shared pre/post-processing of every selective_scan backend."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -82,10 +82,3 @@ def finish(
     if z is not None:
         out = out * F.silu(z.to(y.dtype))
     return out.to(out_dtype)
-
-
-def split_result(out: torch.Tensor, last: torch.Tensor, return_last_state: bool):
-    return (out, last) if return_last_state else out
-
-
-ScanResult = Tuple[torch.Tensor, torch.Tensor]

@@ -6,6 +6,7 @@ trials on the study's objectives; with a single objective it is the best trial(s
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -37,17 +38,9 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return True
 
 
 def is_feasible(t: FrozenTrial) -> bool:
@@ -123,7 +116,7 @@ def _trial_yaml(t: FrozenTrial, study_name: str, objectives: Sequence[str]) -> s
     vals = ", ".join(f"{o}={v:.6g}" for o, v in zip(objectives, t.values or []))
     header = (f"# archdsl search: study '{study_name}', trial {t.number} (Pareto-optimal)\n"
               f"# {vals}; params={t.user_attrs.get('params')}, macs={t.user_attrs.get('macs')}\n"
-              f"# build it: archdsl build {f'trial_{t.number}.yaml'}\n")
+              f"# build it: archdsl build trial_{t.number}.yaml\n")
     return header + t.user_attrs["spec"]
 
 

@@ -14,7 +14,12 @@ from typing import Iterable, Tuple
 import torch
 from torch import nn
 
-__all__ = ["check_dim_heads", "parse_positional", "auto_rank", "init_dt_projection"]
+from archdsl.ops.scan_order import BIDIRECTIONAL, CROSS_SCAN_4
+
+__all__ = ["SCAN_ORDERS", "check_dim_heads", "parse_positional", "auto_rank", "init_dt_projection"]
+
+# The ``scan_order`` option of the recurrent mixers: its name -> the 2-D scan directions.
+SCAN_ORDERS = {"row": ("row",), "bidirectional": BIDIRECTIONAL, "cross4": CROSS_SCAN_4}
 
 
 def check_dim_heads(dim: int, heads: int) -> int:

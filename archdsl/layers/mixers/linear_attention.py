@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
-from archdsl.layers.mixers import auto_rank, check_dim_heads, init_dt_projection, parse_positional
+from archdsl.layers.mixers import (
+    SCAN_ORDERS,
+    auto_rank,
+    check_dim_heads,
+    init_dt_projection,
+    parse_positional,
+)
 from archdsl.layers.posenc import LePE, RoPE2d
 from archdsl.ops.gated_linear_attention import chunk_gated_linear_attention
 from archdsl.ops.linear_attention import FEATURE_MAP_NAMES
@@ -41,11 +47,6 @@ from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
 
-SCAN_ORDERS = {
-    "row": ("row",),
-    "bidirectional": ("row", "row_reverse"),
-    "cross4": ("row", "col", "row_reverse", "col_reverse"),
-}
 DELTA_FLOOR = 1e-4  # Δ floor on the paths that divide by Δ (forget gate without input gate; Z)
 
 

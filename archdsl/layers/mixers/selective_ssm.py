@@ -21,16 +21,10 @@ import torch
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
-from archdsl.layers.mixers import auto_rank, init_dt_projection
+from archdsl.layers.mixers import SCAN_ORDERS, auto_rank, init_dt_projection
 from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
-
-SCAN_ORDERS = {
-    "row": ("row",),
-    "bidirectional": ("row", "row_reverse"),
-    "cross4": ("row", "col", "row_reverse", "col_reverse"),
-}
 
 
 def _pos_int(name: str, v) -> int:

@@ -78,10 +78,9 @@ def _count(model: torch.nn.Module, image_size: int, in_chans: int) -> tuple[int,
 
 
 def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))):
-        return True
-    msg = str(e).lower()
-    return "out of memory" in msg or "can't allocate memory" in msg or "defaultcpuallocator" in msg
+    from archdsl.analysis.benchmark import _is_oom as is_torch_oom
+
+    return isinstance(e, MemoryError) or is_torch_oom(e)
 
 
 def fail_reason(e: BaseException) -> str:

@@ -10,7 +10,6 @@ allows it), a fixed seed. A non-finite loss stops training with :class:`NonFinit
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,10 +40,6 @@ class TrainConfig:
     flip: bool | None = None        # horizontal flip; None = what the data set says (digits: no)
     seed: int = 0                   # model init is the caller's; this seeds batch order and augmentation
     max_steps_per_epoch: int | None = None   # cap on steps per epoch (tests, quick smoke runs)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
 
 
 @dataclass
@@ -109,12 +104,12 @@ def train_model(model: nn.Module, data: Any, cfg: TrainConfig, *, device: str | 
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
     model.to(device)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     n_train = len(data.train)
-    steps_per_epoch = max(1, n_train // cfg.batch_size) if n_train >= cfg.batch_size else 1
+    steps_per_epoch = max(1, n_train // cfg.batch_size)   # drop_last; a split smaller than a batch gives one
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     total = steps_per_epoch * cfg.epochs

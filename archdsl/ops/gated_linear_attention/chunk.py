@@ -20,9 +20,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .._numerics import SAFE_LOG_RANGE
 from .common import check_args, compute_dtype
-
-SAFE_LOG_RANGE = {torch.float32: 60.0, torch.float64: 600.0}
 
 
 def _max_chunk_decay(g: torch.Tensor, c: int) -> float:

@@ -5,9 +5,7 @@ from typing import Optional
 
 import torch
 
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._numerics import compute_dtype as compute_dtype  # re-exported for the two forms
 
 
 def check_args(q, k, v, log_decay, normalize: bool, initial_state: Optional[torch.Tensor]) -> None:

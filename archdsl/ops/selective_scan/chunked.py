@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._numerics import SAFE_LOG_RANGE
 from .common import check_args, compute_dtype, finish, prepare_delta
-
-SAFE_LOG_RANGE = {torch.float32: 60.0, torch.float64: 600.0}
 
 
 def choose_chunk(d: torch.Tensor, A: torch.Tensor, chunk_size: int) -> int:

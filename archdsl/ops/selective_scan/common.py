@@ -6,10 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """fp32 for half/bfloat16/float32 inputs; float64 stays float64 (for gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._numerics import compute_dtype as compute_dtype  # re-exported for the backends
 
 
 def check_args(u, delta, A, B, C, D, z, delta_bias) -> int:

@@ -29,16 +29,15 @@ from torch import nn
 
 from archdsl import registry
 from archdsl.spec.errors import SpecError, did_you_mean
+from archdsl.spec.templates import COMBINATORS, MERGES  # the node grammar is the language's
 
 __all__ = ["compile_spec", "build_model", "BuildContext", "Scope", "TemplateBlock", "init_weights",
            "check_options"]
 
 PathT = Tuple[Any, ...]
 Locate = Callable[[PathT], dict]
-COMBINATORS = ("seq", "residual", "branch")
 # what a constructor raises for a bad configuration (torch raises RuntimeError for e.g. negative sizes)
 CONFIG_ERRORS = (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError)
-MERGES = ("mul", "add", "concat")
 
 
 def _fmt(path: PathT) -> str:

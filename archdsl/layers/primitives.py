@@ -9,7 +9,8 @@ Primitives are registered as kind ``"primitive"``: ``fn(arg, ctx) -> (module, di
 the node's value after template substitution (``None`` for a bare string node), ``ctx`` is the
 compiler's build context (duck-typed here, see :class:`archdsl.compiler.BuildContext`):
 ``ctx.dim_in``, ``ctx.variables``, ``ctx.drop_path``, ``ctx.options(arg, defaults, what)``,
-``ctx.error(msg)`` and ``ctx.construct(kind, ref, *args)``.
+``ctx.error(msg, sub=())``, ``ctx.construct(kind, name, args, options, name_at=())`` (a registered
+component) and ``ctx.construct_cls(what, cls, args, options)`` (a class given directly).
 """
 from __future__ import annotations
 

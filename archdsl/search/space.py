@@ -98,13 +98,7 @@ def set_path(data: dict, path: tuple, value: Any) -> None:
             child = {}
             node[key] = child
         node = child
-    last = path[-1]
-    if isinstance(node, list):
-        node[last] = value
-    elif isinstance(node, str) and last == "type":
-        raise KeyError(last)  # handled by the caller converting the parent (cannot happen via set_path)
-    else:
-        node[last] = value
+    node[path[-1]] = value
 
 
 def delete_path(data: dict, path: tuple) -> None:
@@ -322,7 +316,7 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
     base_file = Path(data["base"])
     if resolve_base:
         try:
-            base = _as_plain(_resolve_base(base_file))
+            base = copy.deepcopy(_resolve_base(base_file))   # no aliasing with loaded templates
         except SpecError as e:
             if e.file is None:
                 raise e.located(**positions.get(("base",), Pos(shown)).kwargs(), path="base") from None
@@ -370,19 +364,6 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
         params.append(_parse_param(str(name), marker, base, params, positions, shown))
     return SearchSpace(file=shown, base_file=base_file, base=base, params=params, objectives=dict(objectives),
                        constraints=constraints, train=train, throughput=throughput)
-
-
-def _as_plain(obj: Any) -> dict:
-    """The language's resolved spec as a plain dict (accepts a dict, a pydantic model or YAML text)."""
-    if isinstance(obj, dict):
-        return copy.deepcopy(obj)
-    if isinstance(obj, str):
-        import yaml
-
-        return yaml.safe_load(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json", exclude_none=True, by_alias=True)
-    raise TypeError(f"cannot turn {type(obj).__name__} into a spec dict")
 
 
 def _parse_param(name: str, marker: Any, base: dict, earlier: list[Param], positions: Positions,
@@ -441,8 +422,7 @@ def _parse_param(name: str, marker: Any, base: dict, earlier: list[Param], posit
         key = str(key)
         if key == name:
             raise _err(f"'{name}' cannot depend on itself", positions, at + ("when",), file)
-        later = key not in names and any(k == key for k in _later_names(positions, name))
-        if later:
+        if key not in names and key in _later_names(positions, name):
             raise _err(f"when: '{key}' is sampled after '{name}'; move '{key}' above it", positions,
                        at + ("when", key), file)
         if key not in names and parse_path(key)[0] != "train" and get_path(base, parse_path(key), KeyError) is KeyError:

@@ -432,7 +432,7 @@ class Compiler:
         mixer_ref = copy.deepcopy(mixer)
         if isinstance(mixer_ref, str):
             mixer_ref = {"type": mixer_ref}
-        from archdsl.spec.templates import block_kind, load_template, substitute
+        from archdsl.spec.templates import block_kind, load_template
 
         if block_kind(ref, self.spec) == "python":
             ctx = BuildContext(dim_in=dim, variables={}, drop_path=drop_path, path=tuple(ref_path),
@@ -453,7 +453,7 @@ class Compiler:
             var_origins[k] = _Origin(spec_loc, tuple(ref_path) + (k,))
         origins: Dict[PathT, _Origin] = {}
         _record_origins(template.body, ("body",), var_origins, origins)
-        body = substitute(template.body, variables, lambda p: template.locate(("body",) + tuple(p)))
+        body = template.instantiate(variables)
         ctx = BuildContext(dim_in=dim, variables=variables, drop_path=drop_path, path=("body",),
                            locate=template.locate, where=where, origins=origins)
         blk = TemplateBlock(template.name, dim)

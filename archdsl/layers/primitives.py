@@ -22,6 +22,7 @@ from torch import nn
 
 from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
 from archdsl.registry import register
+from archdsl.spec.schema import ref_parts
 
 # --------------------------------------------------------------------------------------------------
 # modules
@@ -306,11 +307,11 @@ def drop_path(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
 
 
 def _split_ref(arg: Any, what: str, ctx: Any) -> Tuple[str, Dict[str, Any]]:
-    if isinstance(arg, str):
-        return arg, {}
-    if isinstance(arg, dict) and isinstance(arg.get("type"), str):
-        return arg["type"], {k: v for k, v in arg.items() if k != "type"}
-    raise ctx.error(f"{what} must be a name or a mapping with 'type', got {arg!r}")
+    """:func:`archdsl.spec.schema.ref_parts` with a located error."""
+    try:
+        return ref_parts(arg)
+    except TypeError:
+        raise ctx.error(f"{what} must be a name or a mapping with 'type', got {arg!r}") from None
 
 
 @register("primitive", "mixer")

@@ -122,3 +122,21 @@ def test_attn_dropout_only_in_training():
     assert torch.equal(y1, y2)
     m.train()
     assert not torch.allclose(m(x, (4, 4)), y1)
+
+
+@pytest.mark.parametrize("rel_pos_bias", [True, False])
+def test_tables_first_built_under_inference_mode_still_train(rel_pos_bias):
+    """Regression: the cached Swin mask / relative index, first made under inference_mode, must
+    not break a later training step ("Inference tensors cannot be saved for backward")."""
+    from archdsl.ops.softmax_attention import window
+
+    window._shifted_window_mask.cache_clear()
+    window.relative_position_index.cache_clear()
+    m = SoftmaxAttention(8, 2, window_size=2, shift=True, rel_pos_bias=rel_pos_bias)
+    x = torch.randn(1, 9, 8)
+    with torch.inference_mode():
+        ref = m(x, (3, 3))
+    out = m(x, (3, 3))
+    out.sum().backward()
+    assert_close("train", ref, out.detach(), atol=1e-6)
+    assert m.qkv.weight.grad is not None and m.qkv.weight.grad.abs().sum() > 0

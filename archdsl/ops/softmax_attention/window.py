@@ -70,18 +70,21 @@ def _region_labels(Hp: int, Wp: int, ws: int, shift: int) -> torch.Tensor:
 def _shifted_window_mask(
     H: int, W: int, ws: int, shift: int, fill: float, mask_padding: bool, device, dtype
 ) -> torch.Tensor:
-    Hp, Wp = padded_size(H, W, ws)
-    labels = _region_labels(Hp, Wp, ws, shift).reshape(1, Hp, Wp, 1)
-    lw = window_partition(labels, ws).squeeze(-1)  # [nW, ws*ws]
-    blocked = lw.unsqueeze(1) != lw.unsqueeze(2)  # [nW, q, k]
-    if mask_padding and (Hp, Wp) != (H, W):
-        pad = torch.ones(Hp, Wp)
-        pad[:H, :W] = 0
-        pad = torch.roll(pad, shifts=(-shift, -shift), dims=(0, 1)).reshape(1, Hp, Wp, 1)
-        pw = window_partition(pad, ws).squeeze(-1).bool()  # [nW, ws*ws]
-        blocked = blocked | pw.unsqueeze(1)
-    mask = torch.zeros(blocked.shape, dtype=dtype).masked_fill(blocked, fill)
-    return mask.to(device)
+    # Cached across calls, so never an inference tensor: one first made under
+    # torch.inference_mode() could not be saved for backward by a later training step.
+    with torch.inference_mode(False):
+        Hp, Wp = padded_size(H, W, ws)
+        labels = _region_labels(Hp, Wp, ws, shift).reshape(1, Hp, Wp, 1)
+        lw = window_partition(labels, ws).squeeze(-1)  # [nW, ws*ws]
+        blocked = lw.unsqueeze(1) != lw.unsqueeze(2)  # [nW, q, k]
+        if mask_padding and (Hp, Wp) != (H, W):
+            pad = torch.ones(Hp, Wp)
+            pad[:H, :W] = 0
+            pad = torch.roll(pad, shifts=(-shift, -shift), dims=(0, 1)).reshape(1, Hp, Wp, 1)
+            pw = window_partition(pad, ws).squeeze(-1).bool()  # [nW, ws*ws]
+            blocked = blocked | pw.unsqueeze(1)
+        mask = torch.zeros(blocked.shape, dtype=dtype).masked_fill(blocked, fill)
+        return mask.to(device)
 
 
 def shifted_window_mask(
@@ -115,6 +118,7 @@ def relative_position_index(ws: int) -> torch.Tensor:
     index(p, q) = (dy + ws - 1)·(2ws - 1) + (dx + ws - 1) with (dy, dx) = pos(p) - pos(q).
     """
     _check_ws(ws)
-    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :] + (ws - 1)  # [2, n, n]
-    return rel[0] * (2 * ws - 1) + rel[1]
+    with torch.inference_mode(False):  # cached: see _shifted_window_mask
+        coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+        rel = coords[:, :, None] - coords[:, None, :] + (ws - 1)  # [2, n, n]
+        return rel[0] * (2 * ws - 1) + rel[1]

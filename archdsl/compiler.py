@@ -246,7 +246,7 @@ class BuildContext:
         except CONFIG_ERRORS as e:
             if isinstance(e, SpecError):
                 raise
-            locate, path = self._loc(self.path)
+            _, path = self._loc(self.path)
             raise self.error(f"error building '{name or what}' at {_fmt(path) or '<top>'}: {e}") from e
 
 
@@ -396,9 +396,6 @@ class Compiler:
         self.image_size = int(getattr(spec, "image_size", 224) or 224)
 
     # ---------------------------------------------------------------- spec-level components
-    def error(self, path: PathT, message: str) -> SpecError:
-        return SpecError(message, **self.spec.locate(tuple(path)))
-
     def component(self, kind: str, ref: Any, path: PathT, args: Sequence[Any],
                   defaults: Optional[Dict[str, Any]] = None) -> nn.Module:
         """``ref`` = name or ``{type, **options}`` written at ``path``; ``defaults`` are options the

@@ -6,8 +6,8 @@
 Size default: x [4, 56*56, 64] (MLLA-T stage 1 at 224², heads 2), fp32, CPU, eval, inference_mode.
 Every registered mixer runs with its defaults, plus the named variants below (the MLLA attention,
 the forget-gate paths, Swin windows, the SSM scan orders). All configurations are built and warmed
-up before any is timed, then timed round-robin (each round runs every configuration once);
-medians with p20/p80 and the minimum. images/s = batch / median; the ratio vs linear_attention
+up before any is timed, then timed round-robin (``_timing.measure``: each round runs every
+configuration once, order rotated); medians with p20/p80 and the minimum. images/s = batch / median; the ratio vs linear_attention
 (throughput, > 1 = faster) is given for medians and for minima.
 The kernel/path each module took is printed (its extra_repr / last backend).
 """
@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
+from _timing import fmt, measure  # benchmarks/ is on sys.path when run as a script
 
 from archdsl import registry
-from archdsl.analysis.benchmark import percentile
 
 VARIANTS = [
     ("linear_attention[mlla: rope2d+lepe]", "linear_attention", {"positional": ["rope2d", "lepe"]}),
@@ -33,17 +31,6 @@ VARIANTS = [
     ("softmax_attention[window 7, shift]", "softmax_attention", {"window_size": 7, "shift": True}),
     ("selective_ssm[cross4]", "selective_ssm", {"scan_order": "cross4"}),
 ]
-
-
-def summarize(ts: list) -> dict:
-    """Median, p20, p80, min (seconds) of per-call times."""
-    return {"median": statistics.median(ts), "p20": percentile(ts, 20), "p80": percentile(ts, 80),
-            "min": min(ts), "n": len(ts)}
-
-
-def fmt(r: dict) -> str:
-    return (f"{r['median'] * 1e3:9.1f} ms  (p20 {r['p20'] * 1e3:.1f}, p80 {r['p80'] * 1e3:.1f}, "
-            f"min {r['min'] * 1e3:.1f}, n={r['n']})")
 
 
 def path_of(m: torch.nn.Module) -> str:
@@ -85,15 +72,10 @@ def main(argv=None) -> int:
             mods[label] = m
         # Round-robin: each round times every configuration once, so a change of machine load
         # during the run hits all of them alike (the machine is shared).
-        times = {label: [] for label in mods}
-        for _ in range(a.repeats):
-            for label, m in mods.items():
-                t0 = time.perf_counter()
-                m(x, hw)
-                times[label].append(time.perf_counter() - t0)
-        results = {}
+        results = measure({label: (lambda m=m: m(x, hw)) for label, m in mods.items()},
+                          {label: a.repeats for label in mods}, warmup=False)
         for label, m in mods.items():
-            r = summarize(times[label])
+            r = results[label]
             r["images_per_s"] = a.batch / r["median"]
             r["path"] = path_of(m)
             r["params"] = sum(q.numel() for q in m.parameters())

@@ -174,8 +174,9 @@ def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None
                               n_constraints=len(space.constraints), budget=opts.budget)
     pruner = st.make_pruner(pruner_name, epochs=cfg.epochs)
     study = st.open_study(storage, study_name, directions, sampler, pruner)
-    study.set_user_attr("objectives", names) if not study.user_attrs.get("objectives") else None
-    if study.user_attrs.get("objectives") not in (None, names):
+    if not study.user_attrs.get("objectives"):
+        study.set_user_attr("objectives", names)
+    elif study.user_attrs["objectives"] != names:
         raise ValueError(f"study '{study_name}' was run with objectives {study.user_attrs['objectives']}, "
                          f"not {names}; use another --study name")
     ctx = TrialContext(space=space, objectives=names, data=data, train=cfg, device=device,

@@ -107,9 +107,9 @@ def format_result(r: Dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     check_bench_args(args)
     results = bench_specs(args.specs, args)
-    if not args.json:
-        for r in results:
-            print(format_result(r))
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
+    else:
+        for r in results:
+            print(format_result(r))
     return 1 if any(r.get("error") for r in results) else 0

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from archdsl.data import DataError
     from archdsl.search.runner import SearchOptions, run_search
 
-    objectives = [o for o in args.objectives.split(",")] if args.objectives else None
+    objectives = args.objectives.split(",") if args.objectives else None
     if args.budget < 0:
         raise UserError(f"--budget must be >= 0, got {args.budget}")
     if args.epochs is not None and args.epochs < 1:
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
                          threads=args.threads or None,
                          pruner=args.pruner, progress=not args.no_progress)
+
     def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
         raise KeyboardInterrupt
 

@@ -66,14 +66,15 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     dpr = drop_path_schedule(spec.drop_path or 0.0, sum(int(p["depth"]) for p in plan))
     stem = c.component("stem", spec.stem or DEFAULT_STEM, ("stem",), (spec.in_chans, dims[0]))
     r0 = stem_reduction(stem, spec.in_chans)
-    pos = build_posenc(spec, c, dims[0], math.ceil(c.image_size / r0) if r0 else None)
-    dims_from_embed = spec.stages.embed_dim is not None and "dims" not in (spec.to_dict().get("stages") or {})
-    stages, k = [], 0
     side = math.ceil(c.image_size / r0) if r0 else None   # token grid side at the spec's image_size
+    pos = build_posenc(spec, c, dims[0], side)
+    written = spec.to_dict().get("stages") or {}           # as written (dims / heads before broadcasting)
+    dims_from_embed = spec.stages.embed_dim is not None and "dims" not in written
+    heads_per_stage = isinstance(written.get("heads"), list)
+    stages, k = [], 0
     for i, p in enumerate(plan):
         dim, heads = dims[i], int(p["heads"] or 1)
-        heads_path = ("stages", "heads", i) if isinstance((spec.to_dict().get("stages") or {}).get("heads"), list) \
-            else ("stages", "heads")
+        heads_path = ("stages", "heads", i) if heads_per_stage else ("stages", "heads")
         check_heads(spec, dim, heads, heads_path)
         dim_path = ("stages", "embed_dim") if dims_from_embed else ("stages", "dims", i)
         blocks = []

@@ -133,9 +133,9 @@ class MLLAAttention(nn.Module):
         q, k = elu(qk(x)) + 1                      (one Linear C -> 2C)
         out  = RoPE(q) [RoPE(k)^T x / N] / (q . mean_n(k) + eps) + LePE(x)     per head
 
-    Speed-ups over the generic mixer: q and k are rotated in one complex multiply (the rotation table
-    is built once per grid size), the normaliser is a [N, d] x [d, 1] matmul, and the 1/N scale is
-    applied to the small [d, d] state. The other switches of ``linear_attention`` are accepted only with
+    Differences from the generic mixer: q and k are rotated in one complex multiply by a complex64
+    table built once per grid size, the normaliser is a [N, d] x [d, 1] matmul, and the 1/N scale is
+    applied to the small [d, d] state (measured speed vs the generic layer: docs/mixers.md). The other switches of ``linear_attention`` are accepted only with
     MLLA's values (so ``--set mixer.type=mlla_attention`` works on an MLLA spec); anything else is a
     ValueError pointing to ``linear_attention``.
     """

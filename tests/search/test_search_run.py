@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import optuna
@@ -70,10 +71,9 @@ def _check_rebuild(out, front):
         model = build_model(spec)
         assert sum(p.numel() for p in model.parameters()) == t.user_attrs["params"]
         assert spec.mixer["type"] == t.params["mixer.type"]
-        assert spec.stages.dims == eval_json(t.params["stages.dims"])
+        assert spec.stages.dims == json.loads(t.params["stages.dims"])
         assert model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
     # and through the CLI, from another directory
-    import json
     import subprocess
     import sys
 
@@ -83,12 +83,6 @@ def _check_rebuild(out, front):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert (got["params"], got["macs"]) == (t.user_attrs["params"], t.user_attrs["macs"])
-
-
-def eval_json(text):
-    import json
-
-    return json.loads(text)
 
 
 def _nan_on(numbers):

@@ -174,9 +174,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     metrics: dict[str, float] = {"params": params, "macs": macs}
     trial.set_user_attr("params", params)
     trial.set_user_attr("macs", macs)
-    pre = {k: v for k, v in ctx.space.constraints.items() if not k.startswith("accuracy")}
-    values = ctx.space.constraint_values(metrics) if ctx.space.constraints else []
-    violated = [name for (name, v) in zip(ctx.space.constraints, values) if name in pre and v > 0]
+    values = ctx.space.constraint_values(metrics)      # accuracy_min reads 0.0 (no accuracy yet)
+    violated = [name for name, v in zip(ctx.space.constraints, values) if not name.startswith("accuracy") and v > 0]
     if violated:
         record_constraints(trial, list(ctx.space.constraints), values)
         trial.set_user_attr("feasible", False)

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
+from archdsl.layers.gates import Gate
 from archdsl.registry import register
+from archdsl.spec.errors import did_you_mean
 from archdsl.spec.schema import ref_parts
 
 # --------------------------------------------------------------------------------------------------
@@ -242,8 +244,6 @@ def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     else:
         opts = ctx.options(arg, {"type": "layernorm", "eps": None}, "norm")
     if not isinstance(opts["type"], str) or opts["type"] not in NORMS:
-        from archdsl.spec.errors import did_you_mean
-
         raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(str(opts['type']), NORMS)}; "
                         f"expected one of {', '.join(NORMS)}", at("type"))
     eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, at("eps"), lo_open=True)
@@ -280,8 +280,6 @@ def mlp(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
         raise ctx.error(f"mlp hidden width must be positive, got {hidden} (dim {d} x ratio {opts['ratio']})")
     out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx, at("out"))
     if not isinstance(opts["act"], str) or opts["act"] not in Activation.FUNCS:
-        from archdsl.spec.errors import did_you_mean
-
         raise ctx.error(f"unknown activation {opts['act']!r}{did_you_mean(str(opts['act']), Activation.FUNCS)}; "
                         f"expected one of {', '.join(Activation.FUNCS)}", at("act"))
     return Mlp(d, hidden, out, act=opts["act"], drop=_num(opts["drop"], "mlp drop", ctx, at("drop"), hi=1.0),
@@ -340,10 +338,6 @@ def posenc(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
 @register("primitive", "gate")
 def gate(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     """``gate`` or ``{gate: {act: sigmoid, proj: true, bias: true}}`` -> ``archdsl.layers.gates.Gate``."""
-    try:
-        from archdsl.layers.gates import Gate
-    except ImportError as e:  # pragma: no cover - gates.py is part of the package
-        raise ctx.error(f"the gate layer is not available: {e}") from e
     if isinstance(arg, str):
         arg = {"act": arg}
     opts = ctx.options(arg or {}, {"act": "sigmoid", "proj": True, "bias": True}, "gate")

@@ -15,8 +15,8 @@ the compiler's business (registry kind ``primitive``); this module checks the st
 
 Substitution (done per stage by the compiler through :meth:`BlockTemplate.instantiate` or
 :func:`substitute`): a string that is exactly ``$name`` becomes the variable's value (any type);
-a string with ``$names``, numbers, ``+ - * / // % **``, parentheses and ``int() round() min() max()``
-is evaluated as arithmetic (``$dim * 2``, ``int($dim * $mlp_ratio)``); any other string with
+a string with ``$names``, numbers, ``+ - * / // % **``, parentheses and ``int() float() round() min()
+max()`` is evaluated as arithmetic (``$dim * 2``, ``int($dim * $mlp_ratio)``); any other string with
 ``$name`` in it is interpolated as text (``stage$stage``); ``$$`` is a literal ``$``.
 """
 from __future__ import annotations

@@ -88,8 +88,8 @@ class BlockTemplate:
 
     def variables(self, options: Optional[dict] = None, builtins: Optional[dict] = None,
                   at: Any = None) -> dict:
-        """The variables of one instantiation: declared defaults, then ``builtins`` (``dim``,
-        ``heads``, ``mixer``, ``drop_path``, ``stage``, ``index`` from the compiler), then
+        """The variables of one instantiation: declared defaults, then ``builtins`` (the
+        :data:`BUILTIN_VARIABLES` ``dim``, ``heads``, ``mixer``, ... from the compiler), then
         ``options`` (the block ref's options, e.g. ``{type: mlla, mlp_ratio: 2}``). Unknown options
         and missing required params raise :class:`SpecError` located at ``at``: location kwargs, or a
         callable ``at(sub_path) -> kwargs`` so an unknown option points at its own key."""

@@ -125,11 +125,14 @@ def run(args: argparse.Namespace) -> int:
         model.check_input(x)
     except ValueError as e:
         raise UserError(str(e)) from None
-    with torch.no_grad():
-        y = model(x)
-    summary = summarize(model, size)
+    summary = summarize(model, size)  # runs the model part by part at batch 1
+    if args.batch_size == 1:
+        out_shape = summary["output_shape"]
+    else:
+        with torch.no_grad():
+            out_shape = list(model(x).shape)
     info = {"name": model.name, "layout": spec.layout, "params": summary["params"], "macs": summary["macs"],
-            "image_size": size, "input_shape": list(x.shape), "output_shape": list(y.shape),
+            "image_size": size, "input_shape": list(x.shape), "output_shape": out_shape,
             "batch_size": args.batch_size, "seed": args.seed, "weights": args.weights,
             "stages": summary["rows"]}
     if args.json:

@@ -1,8 +1,8 @@
 """``archdsl validate SPEC... [--set K=V ...]``: check specs without building weights.
 
 Each file is loaded, resolved and validated, then compiled on the ``meta`` device (shapes and
-component options checked, no memory allocated) when the compiler is available. Prints
-``ok: FILE (name)`` per good file; each bad file gets one line on stderr; exit 2 if any failed.
+component options checked, no memory allocated). Prints ``ok: FILE (name)`` per good file; each
+bad file gets one line on stderr; exit 2 if any failed.
 """
 from __future__ import annotations
 
@@ -24,25 +24,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def compile_on_meta(spec, image_size=None) -> bool:
-    """Compile ``spec`` on the meta device; ``False`` if the compiler is not available."""
-    try:
-        from archdsl.compiler import build_model
-    except ModuleNotFoundError as e:
-        if e.name == "archdsl.compiler":
-            return False
-        raise
-    build_model(spec, device="meta", image_size=image_size)
-    return True
-
-
 def check_file(path: str, overrides=(), image_size=None, compile: bool = True):
     """Load + validate (+ compile on meta) one file; returns the spec or raises SpecError."""
     from archdsl.spec import load_spec
 
     spec = load_spec(path, overrides)
     if compile:
-        compile_on_meta(spec, image_size)
+        from archdsl.compiler import build_model
+
+        build_model(spec, device="meta", image_size=image_size)
     return spec
 
 

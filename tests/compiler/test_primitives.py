@@ -140,3 +140,12 @@ def test_mixer_errors_point_at_the_spec_mixer():
     del spec["mixer"]
     with pytest.raises(SpecError, match="the spec gives no 'mixer'"):
         build_model(spec)
+
+
+def test_mixer_and_posenc_refs_must_name_a_component():
+    with pytest.raises(SpecError, match=r"body\.0\.posenc: posenc must be a name or a mapping with 'type', got 5"):
+        block_of([{"posenc": 5}])
+    with pytest.raises(SpecError, match=r"mixer must be a name or a mapping with 'type', got \{'heads': 2\}"):
+        block_of([{"mixer": {"heads": 2}}])
+    blk = block_of([{"gate": "silu", "name": "g"}])  # an activation name is the gate's `act`
+    assert blk.g.act_name == "silu"

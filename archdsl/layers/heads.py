@@ -12,7 +12,8 @@ from archdsl.registry import register
 
 @register("head", "norm_pool_linear")
 class NormPoolLinear(nn.Module):
-    """``norm (LayerNorm) -> mean over tokens -> dropout -> fc (Linear C -> K)`` (MLLA / Swin head)."""
+    """``norm -> mean over tokens -> dropout -> fc (Linear C -> K)`` (MLLA / Swin head); ``norm``:
+    layernorm (default) | batchnorm | rmsnorm."""
 
     def __init__(self, dim: int, num_classes: int, drop: float = 0.0, norm: str = "layernorm"):
         super().__init__()

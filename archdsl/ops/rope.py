@@ -48,6 +48,15 @@ def rope1d_angles(N: int, dim: int, base: float = 10000.0) -> torch.Tensor:
     return torch.arange(N, dtype=torch.float64).unsqueeze(-1) * theta
 
 
+def _cos_sin(angles_fn, *args, device, dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(cos, sin)`` of ``angles_fn(*args)`` (float64 angles) on ``device``/``dtype``. The tables are cached across calls, so
+    they are never made as inference tensors: one first made under ``torch.inference_mode()`` could not
+    be saved for backward by a later training step."""
+    with torch.inference_mode(False):
+        angles = angles_fn(*args)
+        return angles.cos().to(device=device, dtype=dtype), angles.sin().to(device=device, dtype=dtype)
+
+
 @lru_cache(maxsize=32)
 def rope2d_cos_sin(
     H: int,
@@ -58,11 +67,7 @@ def rope2d_cos_sin(
     dtype: torch.dtype = torch.float32,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Cached ``(cos, sin)`` of :func:`rope2d_angles`, each [H*W, dim/2] on ``device``/``dtype``."""
-    # Tables are cached across calls, so never create them as inference tensors: a table first made
-    # under torch.inference_mode() could not be saved for backward by a later training step.
-    with torch.inference_mode(False):
-        a = rope2d_angles(H, W, dim, base)
-        return a.cos().to(device=device, dtype=dtype), a.sin().to(device=device, dtype=dtype)
+    return _cos_sin(rope2d_angles, H, W, dim, base, device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=32)
@@ -74,11 +79,7 @@ def rope1d_cos_sin(
     dtype: torch.dtype = torch.float32,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Cached ``(cos, sin)`` of :func:`rope1d_angles`, each [N, dim/2]."""
-    # Tables are cached across calls, so never create them as inference tensors: a table first made
-    # under torch.inference_mode() could not be saved for backward by a later training step.
-    with torch.inference_mode(False):
-        a = rope1d_angles(N, dim, base)
-        return a.cos().to(device=device, dtype=dtype), a.sin().to(device=device, dtype=dtype)
+    return _cos_sin(rope1d_angles, N, dim, base, device=device, dtype=dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from archdsl.errors import SpecError
 from archdsl.registry import register
-from archdsl.spec.errors import SpecError
 
 __all__ = ["__version__", "register", "SpecError", "load_spec", "build_model", "run_search"]
 
 
 def __getattr__(name: str):  # lazy: importing archdsl must not import torch-heavy modules
     if name == "load_spec":
-        from archdsl.spec import load_spec
+        from archdsl.language import load_spec
 
         return load_spec
     if name == "build_model":

@@ -15,13 +15,18 @@ posenc         ``cls(dim, **options)``                       ``(x, hw) -> x``
 =============  ===========================================  ==========================================
 
 A spec names a module with ``plugins: [my_pkg.my_mixers]``; importing it runs its decorators.
+
+The registry is a plain table at the bottom of the package (it imports only :mod:`archdsl.errors`):
+it holds what has been imported. ``import archdsl.compiler`` registers every built-in component
+(:mod:`archdsl.layers`) and template primitive (:mod:`archdsl.compiler.primitives`).
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 from typing import Any, Callable, Dict
 
-from archdsl.spec.errors import SpecError, did_you_mean
+from archdsl.errors import SpecError, did_you_mean
 
 KINDS = ("mixer", "block", "stem", "downsample", "head", "primitive", "posenc")
 
@@ -53,7 +58,6 @@ def _describe(obj: Any) -> str:
 
 def get(kind: str, name: str) -> Any:
     """Look a component up; an unknown name raises :class:`SpecError` with a did-you-mean."""
-    _ensure_builtins()
     table = _REGISTRY[kind]
     if name not in table:
         known = sorted(table)
@@ -63,15 +67,11 @@ def get(kind: str, name: str) -> Any:
 
 
 def has(kind: str, name: str) -> bool:
-    _ensure_builtins()
     return name in _REGISTRY[kind]
 
 
 def names(kind: str, filter: str | None = None) -> list[str]:
     """Registered names of a kind, sorted; ``filter`` is an fnmatch pattern (like timm.list_models)."""
-    import fnmatch
-
-    _ensure_builtins()
     out = sorted(_REGISTRY[kind])
     return [n for n in out if fnmatch.fnmatch(n, filter)] if filter else out
 
@@ -84,14 +84,3 @@ def load_plugins(modules: list[str]) -> None:
         except ImportError as e:
             raise SpecError(f"cannot import plugin module '{mod}': {e}") from e
 
-
-_BUILTINS_LOADED = False
-
-
-def _ensure_builtins() -> None:
-    """Import the built-in component modules once (they register themselves)."""
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    importlib.import_module("archdsl.layers")

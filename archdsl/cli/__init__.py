@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.

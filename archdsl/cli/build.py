@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 MAX_LISTED = 5
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from archdsl.analysis.summary import summarize
     from archdsl.cli import UserError
     from archdsl.compiler import build_model
-    from archdsl.spec import dump_resolved, load_spec
+    from archdsl.language import dump_resolved, load_spec
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")

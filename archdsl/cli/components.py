@@ -14,7 +14,7 @@ def _names(kind: str, pattern: str | None) -> list[str]:
     if kind == "block":  # shipped templates are blocks too
         import fnmatch
 
-        from archdsl.spec.templates import builtin_template_names
+        from archdsl.language.templates import builtin_template_names
 
         out |= {n for n in builtin_template_names() if not pattern or fnmatch.fnmatch(n, pattern)}
     return sorted(out)
@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import archdsl.compiler  # noqa: F401  (lazy for `archdsl --help`: registers the built-ins)
+
     kinds = [args.kind] if args.kind else list(registry.KINDS)
     table = {k: _names(k, args.filter) for k in kinds}
     if args.json:

@@ -107,6 +107,7 @@ def count_macs_with_scan(model: Any, image_size: int) -> tuple:
     recurrent scans FlopCounterMode does not see: 9·L·D·N per scan direction for every
     ``linear_attention`` with ``forget_gate=True`` (D = width, N = key_dim: A is [D, key_dim]) and
     every ``selective_ssm`` (D = width, N = d_state); L = tokens reaching the mixer."""
+    import archdsl.compiler  # noqa: F401
     from archdsl import registry
     from archdsl.analysis.summary import count_macs
 

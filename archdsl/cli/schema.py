@@ -20,7 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from archdsl.spec.schema import json_schema, template_json_schema
+    from archdsl.language.schema import json_schema, template_json_schema
 
     schema = template_json_schema() if args.template else json_schema()
     text = json.dumps(schema, indent=2) + "\n"

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except DataError as e:
         raise UserError(str(e)) from None
     except ValueError as e:
-        from archdsl.spec.errors import SpecError
+        from archdsl.errors import SpecError
 
         if isinstance(e, SpecError):
             raise

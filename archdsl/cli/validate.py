@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def check_file(path: str, overrides=(), image_size=None, compile: bool = True):
     """Load + validate (+ compile on meta) one file; returns the spec or raises SpecError."""
-    from archdsl.spec import load_spec
+    from archdsl.language import load_spec
 
     spec = load_spec(path, overrides)
     if compile:

@@ -29,7 +29,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
+from archdsl.layers.mlla import MLLAMerge, MLLAStem
 
 __all__ = ["load_checkpoint", "convert_mlla_state_dict", "load_official_mlla", "save_state_dict",
            "MIXER_ALIASES", "DROPPED"]
@@ -73,10 +74,7 @@ def _listing(keys: Iterable[str]) -> str:
 
 
 def _find_stem_merge_head(model: nn.Module) -> Tuple[Optional[str], List[str], Optional[nn.Module], str]:
-    from archdsl import registry
-
-    stem_cls = registry.get("stem", "mlla_stem")
-    merge_cls = registry.get("downsample", "mlla_merge")
+    stem_cls, merge_cls = MLLAStem, MLLAMerge
     stem, merges, head, head_name = None, [], None, ""
     for name, mod in model.named_modules():
         if isinstance(mod, stem_cls) and stem is None:

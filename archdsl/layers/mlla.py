@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, check_tokens, map_to_tokens, tokens_to_map
+from archdsl.ops.rope import rope2d_angles
 from archdsl.registry import register
 
 __all__ = ["ConvNormAct", "MLLAStem", "MLLAMerge", "MLLAAttention"]
@@ -168,8 +169,6 @@ class MLLAAttention(nn.Module):
         self._rot: dict = {}
 
     def _make_rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
-        from archdsl.ops.rope import rope2d_angles
-
         ang = rope2d_angles(hw[0], hw[1], self.dim, self.base)  # [N, C/2] float64
         return torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=torch.complex64)
 

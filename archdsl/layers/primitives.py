@@ -1,30 +1,19 @@
-"""Generic token modules and the template primitives built from them.
+"""Generic token modules (the template primitives that build them live in archdsl.compiler.primitives).
 
 Every module here follows the token convention: ``forward(x: [B, N, C], hw: (H, W)) -> [B, N, C']``.
 The channel-only modules subclass the torch module they extend (``TokenLinear(nn.Linear)``, ...), so
 their parameters sit directly on them: a node ``{linear: 64, name: in_proj}`` gives the state-dict
 keys ``in_proj.weight`` / ``in_proj.bias``, like the official code.
-
-Primitives are registered as kind ``"primitive"``: ``fn(arg, ctx) -> (module, dim_out)``. ``arg`` is
-the node's value after template substitution (``None`` for a bare string node), ``ctx`` is the
-compiler's build context (duck-typed here, see :class:`archdsl.compiler.BuildContext`):
-``ctx.dim_in``, ``ctx.variables``, ``ctx.drop_path``, ``ctx.options(arg, defaults, what)``,
-``ctx.error(msg, sub=())``, ``ctx.construct(kind, name, args, options, name_at=())`` (a registered
-component) and ``ctx.construct_cls(what, cls, args, options)`` (a class given directly).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
-from archdsl.layers.gates import Gate
-from archdsl.registry import register
-from archdsl.spec.errors import did_you_mean
-from archdsl.spec.schema import ref_parts
 
 # --------------------------------------------------------------------------------------------------
 # modules
@@ -142,85 +131,6 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
-# --------------------------------------------------------------------------------------------------
-# primitives (template node builders)
-
-
-def _at(arg: Any):
-    """Where an option sits relative to the node's argument: ``(key,)`` in a mapping, else ``()``."""
-    return (lambda key: (key,)) if isinstance(arg, dict) else (lambda key: ())
-
-
-def _int(v: Any, what: str, ctx: Any, sub: tuple = ()) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ctx.error(f"{what} must be a positive integer, got {v!r}", sub)
-    return v
-
-
-def _bool(v: Any, what: str, ctx: Any, sub: tuple = ()) -> bool:
-    if not isinstance(v, bool):
-        raise ctx.error(f"{what} must be true or false, got {v!r}", sub)
-    return v
-
-
-def _num(v: Any, what: str, ctx: Any, sub: tuple = (), *, lo: float = 0.0, hi: float | None = None,
-         lo_open: bool = False) -> float:
-    """A number in [lo, hi) (or (lo, hi) with ``lo_open``)."""
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > lo if lo_open else v >= lo) \
-        and (hi is None or v < hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
-        raise ctx.error(f"{what} must be a number in {rng}, got {v!r}", sub)
-    return float(v)
-
-
-@register("primitive", "linear")
-def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{linear: N}`` or ``{linear: {out: N, bias: true}}``; ``out`` defaults to the input width."""
-    at = _at(arg)
-    if arg is None or isinstance(arg, (int, str)) and not isinstance(arg, bool):
-        opts = {"out": arg, "bias": True}
-    else:
-        opts = ctx.options(arg, {"out": None, "bias": True}, "linear")
-    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "linear out", ctx, at("out"))
-    return TokenLinear(ctx.dim_in, out, bias=_bool(opts["bias"], "linear bias", ctx, at("bias"))), out
-
-
-@register("primitive", "conv")
-def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{conv: {out, kernel: 3, stride: 1, groups: 1, bias: true, padding: kernel // 2}}`` on the grid."""
-    at = _at(arg)
-    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
-        arg = {"out": arg}
-    opts = ctx.options(arg, {"out": None, "kernel": 3, "stride": 1, "groups": 1, "bias": True,
-                             "padding": None}, "conv")
-    out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx, at("out"))
-    k = _int(opts["kernel"], "conv kernel", ctx, at("kernel"))
-    pad = k // 2 if opts["padding"] is None else opts["padding"]
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ctx.error(f"conv padding must be an integer >= 0, got {pad!r}", at("padding"))
-    groups = _int(opts["groups"], "conv groups", ctx, at("groups"))
-    if ctx.dim_in % groups or out % groups:
-        raise ctx.error(f"conv groups {groups} must divide both widths {ctx.dim_in} -> {out}")
-    stride = _int(opts["stride"], "conv stride", ctx, at("stride"))
-    return TokenConv2d(ctx.dim_in, out, k, stride=stride, padding=pad, groups=groups,
-                       bias=_bool(opts["bias"], "conv bias", ctx, at("bias"))), out
-
-
-@register("primitive", "dwconv")
-def dwconv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{dwconv: {kernel: 3, bias: true, stride: 1}}`` (or ``{dwconv: 5}``): depthwise conv, width kept."""
-    at = _at(arg)
-    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
-        arg = {} if arg is None else {"kernel": arg}
-    opts = ctx.options(arg, {"kernel": 3, "bias": True, "stride": 1}, "dwconv")
-    k = _int(opts["kernel"], "dwconv kernel", ctx, at("kernel"))
-    d = ctx.dim_in
-    stride = _int(opts["stride"], "dwconv stride", ctx, at("stride"))
-    return TokenConv2d(d, d, k, stride=stride, padding=k // 2, groups=d,
-                       bias=_bool(opts["bias"], "dwconv bias", ctx, at("bias"))), d
-
-
 NORMS = ("layernorm", "batchnorm", "rmsnorm")
 
 
@@ -233,112 +143,3 @@ def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
     if kind == "rmsnorm":
         return TokenRMSNorm(dim, eps=1e-6 if eps is None else eps)
     raise ValueError(f"unknown norm '{kind}'; expected one of {', '.join(NORMS)}")
-
-
-@register("primitive", "norm")
-def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``norm`` (layernorm), ``{norm: layernorm|batchnorm|rmsnorm}`` or ``{norm: {type, eps}}``."""
-    at = _at(arg)
-    if arg is None or isinstance(arg, str):
-        opts = {"type": arg or "layernorm", "eps": None}
-    else:
-        opts = ctx.options(arg, {"type": "layernorm", "eps": None}, "norm")
-    if not isinstance(opts["type"], str) or opts["type"] not in NORMS:
-        raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(str(opts['type']), NORMS)}; "
-                        f"expected one of {', '.join(NORMS)}", at("type"))
-    eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, at("eps"), lo_open=True)
-    return make_norm(opts["type"], ctx.dim_in, eps), ctx.dim_in
-
-
-def _activation(name: str):
-    def build(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-        if arg is not None:
-            raise ctx.error(f"'{name}' takes no options (write it as a bare string), got {arg!r}")
-        return Activation(name), ctx.dim_in
-
-    build.__name__ = name
-    build.__doc__ = f"``{name}``: elementwise activation, width kept."
-    return build
-
-
-for _name in ("relu", "gelu", "silu", "sigmoid", "tanh", "identity"):
-    register("primitive", _name)(_activation(_name))
-
-
-@register("primitive", "mlp")
-def mlp(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{mlp: {ratio: 4, hidden: None, out: None, act: gelu, drop: 0, bias: true}}`` (fc1, fc2 like timm)."""
-    at = _at(arg)
-    if arg is None or isinstance(arg, (int, float)) and not isinstance(arg, bool):
-        arg = {} if arg is None else {"ratio": arg}
-    opts = ctx.options(arg, {"ratio": 4.0, "hidden": None, "out": None, "act": "gelu", "drop": 0.0,
-                             "bias": True}, "mlp")
-    d = ctx.dim_in
-    hidden = _int(opts["hidden"], "mlp hidden", ctx, at("hidden")) if opts["hidden"] is not None else \
-        int(d * _num(opts["ratio"], "mlp ratio", ctx, at("ratio"), lo_open=True))
-    if hidden <= 0:
-        raise ctx.error(f"mlp hidden width must be positive, got {hidden} (dim {d} x ratio {opts['ratio']})")
-    out = d if opts["out"] is None else _int(opts["out"], "mlp out", ctx, at("out"))
-    if not isinstance(opts["act"], str) or opts["act"] not in Activation.FUNCS:
-        raise ctx.error(f"unknown activation {opts['act']!r}{did_you_mean(str(opts['act']), Activation.FUNCS)}; "
-                        f"expected one of {', '.join(Activation.FUNCS)}", at("act"))
-    return Mlp(d, hidden, out, act=opts["act"], drop=_num(opts["drop"], "mlp drop", ctx, at("drop"), hi=1.0),
-               bias=_bool(opts["bias"], "mlp bias", ctx, at("bias"))), out
-
-
-@register("primitive", "dropout")
-def dropout(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``dropout`` (rate ``$drop_rate``, default 0) or ``{dropout: 0.1}``."""
-    p = ctx.variables.get("drop_rate", 0.0) if arg is None else arg
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ctx.error(f"dropout rate must be a number in [0, 1), got {p!r}")
-    return Dropout(float(p)), ctx.dim_in
-
-
-@register("primitive", "drop_path")
-def drop_path(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``drop_path`` (this block's scheduled rate ``$drop_path``) or ``{drop_path: 0.1}``."""
-    p = ctx.drop_path if arg is None else arg
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ctx.error(f"drop_path rate must be a number in [0, 1), got {p!r}")
-    return DropPath(float(p)), ctx.dim_in
-
-
-def _split_ref(arg: Any, what: str, ctx: Any) -> Tuple[str, Dict[str, Any]]:
-    """:func:`archdsl.spec.schema.ref_parts` with a located error."""
-    try:
-        return ref_parts(arg)
-    except TypeError:
-        raise ctx.error(f"{what} must be a name or a mapping with 'type', got {arg!r}") from None
-
-
-@register("primitive", "mixer")
-def mixer(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{mixer: $mixer}`` or ``{mixer: {type: NAME, heads: H, **options}}``: the registered mixer
-    ``cls(dim, heads, **options)``; ``heads`` defaults to ``$heads``. Width kept."""
-    if arg is None:
-        arg = ctx.variables.get("mixer")
-    if arg is None:
-        raise ctx.error("this block has a {mixer: ...} node but the spec gives no 'mixer' (add e.g. "
-                        "mixer: {type: linear_attention})")
-    name, opts = _split_ref(arg, "mixer", ctx)
-    heads = opts.pop("heads", ctx.variables.get("heads", 1))
-    at = ("type",) if isinstance(arg, dict) else ()
-    return ctx.construct("mixer", name, (ctx.dim_in, heads), opts, name_at=at), ctx.dim_in
-
-
-@register("primitive", "posenc")
-def posenc(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{posenc: cpe}`` or ``{posenc: {type: ape, **options}}``: the registered ``cls(dim, **options)``."""
-    name, opts = _split_ref(arg, "posenc", ctx)
-    at = ("type",) if isinstance(arg, dict) else ()
-    return ctx.construct("posenc", name, (ctx.dim_in,), opts, name_at=at), ctx.dim_in
-
-
-@register("primitive", "gate")
-def gate(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``gate`` or ``{gate: {act: sigmoid, proj: true, bias: true}}`` -> ``archdsl.layers.gates.Gate``."""
-    if isinstance(arg, str):
-        arg = {"act": arg}
-    opts = ctx.options(arg or {}, {"act": "sigmoid", "proj": True, "bias": True}, "gate")
-    return ctx.construct_cls("gate", Gate, (ctx.dim_in,), opts), ctx.dim_in

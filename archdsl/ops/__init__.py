@@ -1,6 +1,6 @@
 """Pure tensor ops of archdsl; each fast version has a naive reference beside it.
 
-Nothing here imports archdsl.layers or archdsl.spec. See docs/ops.md for the recurrences.
+Nothing here imports archdsl.layers or archdsl.language. See docs/ops.md for the recurrences.
 """
 from .gated_linear_attention import chunk_gated_linear_attention, recurrent_gated_linear_attention_ref
 from .linear_attention import (

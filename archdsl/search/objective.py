@@ -25,8 +25,13 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from archdsl.analysis import summary
+from archdsl.analysis.benchmark import _is_oom as is_torch_oom
+from archdsl.analysis.benchmark import measure_throughput
+from archdsl.compiler import build_model
+from archdsl.errors import SpecError
+from archdsl.language import load_spec_dict
 from archdsl.search.space import SearchSpace
-from archdsl.spec.errors import SpecError
 from archdsl.train import NonFiniteLossError, TrainConfig, train_model
 
 __all__ = ["TrialContext", "run_trial", "fail_reason", "constraints_func", "spec_yaml", "component_name"]
@@ -61,25 +66,18 @@ def spec_yaml(spec_dict: dict, header: str = "") -> str:
 
 def _default_build(spec_dict: dict, source: str) -> tuple[Any, Any]:
     """Validate a spec dict with the language and compile it: ``(spec, model)``."""
-    from archdsl.compiler import build_model
-    from archdsl.spec import load_spec_dict
-
     spec = load_spec_dict(spec_dict, source)
     return spec, build_model(spec)
 
 
 def _count(model: torch.nn.Module, image_size: int, in_chans: int) -> tuple[int, int]:
     """Parameters and MACs at ``1 x in_chans x image_size^2`` (the analysis module's counters)."""
-    from archdsl.analysis import summary
-
     params = int(summary.count_params(model))
     macs = int(summary.count_macs(model, (in_chans, image_size, image_size)))
     return params, macs
 
 
 def _is_oom(e: BaseException) -> bool:
-    from archdsl.analysis.benchmark import _is_oom as is_torch_oom
-
     return isinstance(e, MemoryError) or is_torch_oom(e)
 
 
@@ -195,8 +193,6 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     metrics["accuracy"] = result.accuracy
     trial.set_user_attr("accuracy", result.accuracy)
     trial.set_user_attr("train_seconds", round(result.seconds, 3))
-
-    from archdsl.analysis.benchmark import measure_throughput
 
     tp_cfg = {"batch_size": 64, "warmup": 2, "iters": 5, "min_time": 0.25}
     tp_cfg.update(ctx.throughput)

@@ -16,8 +16,15 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import optuna
+
+from archdsl.data import load_data
+from archdsl.errors import SpecError
+from archdsl.search import results
+from archdsl.search import study as st
+from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
-from archdsl.spec.errors import SpecError
+from archdsl.train import TrainConfig
 
 __all__ = ["run_search", "SearchOptions", "resolve_device"]
 
@@ -70,8 +77,6 @@ def _objectives(opts: SearchOptions, space: SearchSpace) -> tuple[list[str], lis
 
 
 def _train_config(space: SearchSpace, opts: SearchOptions):
-    from archdsl.train import TrainConfig
-
     cfg: dict[str, Any] = {}
     for k, v in space.train.items():
         if k == "dataset":
@@ -120,13 +125,6 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
 
 def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None, console: Any,
                 build: Callable | None, **kwargs: Any) -> dict:
-    import optuna
-
-    from archdsl.data import load_data
-    from archdsl.search import results
-    from archdsl.search import study as st
-    from archdsl.search.objective import TrialContext, run_trial
-
     opts = dataclasses.replace(opts or SearchOptions(), **kwargs)
     log = log or (lambda s: print(s, file=sys.stderr))
     if opts.budget < 0:

@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.yaml_loader import Pos, Positions, format_path, load_yaml_file, parse_path
+from archdsl import language as spec_mod
+from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.schema import fields_at
+from archdsl.language.yaml_loader import Pos, Positions, format_path, load_yaml_file, parse_path
 
 __all__ = ["Param", "SearchSpace", "load_space", "default_space_path", "OBJECTIVES", "CONSTRAINTS",
            "TRAIN_KEYS", "get_path", "set_path", "delete_path"]
@@ -288,8 +290,6 @@ def _resolve_base(base_path: Path) -> dict:
     """The base spec as plain, standalone data (``extends`` merged, templates from user files inlined),
     validated by the language. Built-in templates (``archdsl/blocks``) stay referenced by name, so a
     trial that changes ``block`` does not carry the base's unused template along."""
-    from archdsl import spec as spec_mod
-
     if not base_path.is_file():
         raise SpecError(f"base spec not found: {base_path}")
     loaded = spec_mod.load_spec(base_path)
@@ -441,8 +441,6 @@ def _check_target(path: tuple, base: dict, positions: Positions, at: tuple, file
     """The field must be able to exist in the spec: every key on the way is in the base or a field
     the language knows there (``fields_at``; component options are free-form), and every list index
     is in range. A missing mapping (e.g. ``head`` when the base uses the default head) is created."""
-    from archdsl.spec.schema import fields_at
-
     node: Any = base
     for i, key in enumerate(path):
         here = path[:i]

@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
+from archdsl.search.objective import constraints_func, fail_reason
+
 __all__ = ["normalize_url", "make_storage", "make_sampler", "make_pruner", "open_study", "budget_count", "study_lock",
            "run_workers_loop", "LoopResult", "HEARTBEAT_S"]
 
@@ -102,8 +104,6 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int, n_constraint
                  budget: int) -> optuna.samplers.BaseSampler:
     """``tpe`` (multivariate, grouped for conditional spaces, constant liar for parallel workers) or
     ``nsga2``; both get a ``constraints_func`` reading the trial's stored constraint values."""
-    from archdsl.search.objective import constraints_func
-
     # Optuna >= 5 reads constraints set with Trial.set_constraint (constraints_func is deprecated)
     cf = constraints_func(n_constraints) if n_constraints and not hasattr(optuna.Trial, "set_constraint") else None
     if name == "tpe":
@@ -277,8 +277,6 @@ def run_workers_loop(study: optuna.Study, *, storage: Any, url: str, budget: int
                 on_trial_end(frozen)
             raise
         except Exception as e:   # noqa: BLE001 -- a failing trial must not stop the study
-            from archdsl.search.objective import fail_reason
-
             reason = fail_reason(e)
             trial.set_user_attr("fail_reason", reason)
             frozen = study.tell(trial, state=TrialState.FAIL)

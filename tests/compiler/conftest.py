@@ -10,7 +10,7 @@ from archdsl import registry
 
 @pytest.fixture(autouse=True, scope="module")
 def _test_mixer():
-    registry._ensure_builtins()
+    import archdsl.compiler  # noqa: F401  (registers the built-ins first)
     registry.register("mixer", TEST_MIXER, override=True)(TinyMixer)
     yield
     registry._REGISTRY["mixer"].pop(TEST_MIXER, None)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from compiler_helpers import first_block, iso_spec, nparams
 
 from archdsl.compiler import build_model
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 HW = (3, 5)
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from archdsl import registry
 from archdsl.compiler import build_model
+from archdsl.errors import SpecError
 from archdsl.layouts.hierarchical import drop_path_schedule
-from archdsl.spec.errors import SpecError
 
 PRENORM_LINEAR = [{"residual": [{"norm": "layernorm"}, {"linear": None}]}]  # LN(d): 2d, Linear: d*d + d
 

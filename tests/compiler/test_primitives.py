@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from compiler_helpers import TEST_MIXER, first_block, iso_spec, nparams
 
 from archdsl.compiler import build_model
+from archdsl.errors import SpecError
 from archdsl.layers.base import map_to_tokens, tokens_to_map
-from archdsl.spec.errors import SpecError
 
 HW = (3, 5)
 

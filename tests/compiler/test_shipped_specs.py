@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from archdsl.compiler import build_model
-from archdsl.spec import load_spec
+from archdsl.language import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("**/*.yaml"))

@@ -11,7 +11,7 @@ from official_mlla import OfficialMLLA, randomize_
 from archdsl import build_model
 from archdsl.cli import main
 from archdsl.convert.mlla import convert_mlla_state_dict, load_checkpoint, save_state_dict
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 SPEC = "specs/mlla_t.yaml"
 TINY = ["stages.embed_dim=16", "stages.depths=[1,1,1,1]", "stages.heads=[1,2,2,4]", "num_classes=10",

@@ -64,7 +64,7 @@ def test_resume_adds_only_what_is_missing_and_exports(tmp_path):
 def _check_rebuild(out, front):
     """Each exported Pareto YAML builds the trial's model (same parameter count, same choices)."""
     from archdsl.compiler import build_model
-    from archdsl.spec import load_spec
+    from archdsl.language import load_spec
 
     for t in front:
         spec = load_spec(out / "pareto" / f"trial_{t.number}.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from archdsl.errors import SpecError
 from archdsl.search.space import default_space_path, load_space
-from archdsl.spec.errors import SpecError
 
 HERE = Path(__file__).parent
 BASE = (HERE / "tiny_base.yaml").resolve()
@@ -85,7 +85,7 @@ def test_bare_component_name_becomes_a_mapping(tmp_path):
 
 def test_sampled_spec_validates_and_builds(tmp_path):
     from archdsl.compiler import build_model
-    from archdsl.spec import load_spec_dict
+    from archdsl.language import load_spec_dict
 
     sp = load_space(HERE / "tiny_space.yaml")
     spec, _ = _sample(sp, {"mixer.type": "softmax_attention", "stages.dims": "[16,32]", "stages.depths.1": 2})
@@ -166,7 +166,7 @@ def test_default_space_samples_compile():
     import torch
 
     from archdsl.compiler import build_model
-    from archdsl.spec import load_spec_dict
+    from archdsl.language import load_spec_dict
 
     sp = load_space(default_space_path())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -6,8 +6,8 @@ import torch
 from spec_helpers import TINY, write
 
 from archdsl.compiler import build_model
-from archdsl.spec import load_spec
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
+from archdsl.language import load_spec
 
 PLUGIN = '''
 import torch

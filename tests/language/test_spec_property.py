@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from spec_helpers import FIXTURES
 
 from archdsl.compiler import build_model
-from archdsl.spec import load_spec
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
+from archdsl.language import load_spec
 
 ROOT = FIXTURES.parent.parent.parent
 SPEC_FILES = sorted(glob.glob(str(ROOT / "specs" / "**" / "*.yaml"), recursive=True)) + \

@@ -4,8 +4,8 @@ import json
 import pytest
 from spec_helpers import TINY, write
 
-from archdsl.spec import ModelSpec, json_schema, load_spec, load_spec_dict
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
+from archdsl.language import ModelSpec, json_schema, load_spec, load_spec_dict
 
 
 def _err(tmp_path, text, name="s.yaml"):

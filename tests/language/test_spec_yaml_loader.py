@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from archdsl.spec.errors import SpecError
-from archdsl.spec.yaml_loader import Pos, format_path, load_yaml, load_yaml_file, parse_path
+from archdsl.errors import SpecError
+from archdsl.language.yaml_loader import Pos, format_path, load_yaml, load_yaml_file, parse_path
 
 DOC = """\
 name: x          # comment

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from archdsl.cli import main
-from archdsl.spec.templates import BUILTIN_DIR
+from archdsl.language.templates import BUILTIN_DIR
 
 
 def test_schema_stdout_and_out(tmp_path, capsys):

@@ -2,8 +2,8 @@
 import pytest
 from spec_helpers import TINY, write
 
-from archdsl.spec import load_spec
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
+from archdsl.language import load_spec
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_override_type_error_points_at_set(tiny):
 
 
 def test_load_spec_dict_extends_relative_to_base_dir(tmp_path):
-    from archdsl.spec import load_spec_dict
+    from archdsl.language import load_spec_dict
 
     write(tmp_path, "specs/base.yaml", TINY)
     spec = load_spec_dict({"extends": "base.yaml", "name": "trial_1", "stages": {"depths": [2, 2]}},

@@ -23,7 +23,7 @@ from typing import Any, Dict, NamedTuple, Tuple
 
 import yaml
 
-from archdsl.spec.errors import SpecError
+from archdsl.errors import SpecError
 
 __all__ = ["Pos", "Positions", "PathT", "load_yaml", "load_yaml_file", "format_path", "parse_path"]
 

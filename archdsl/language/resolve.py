@@ -25,9 +25,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.schema import fields_at
-from archdsl.spec.yaml_loader import PathT, Pos, Positions, format_path, load_yaml_file, parse_path
+from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.schema import fields_at
+from archdsl.language.yaml_loader import PathT, Pos, Positions, format_path, load_yaml_file, parse_path
 
 __all__ = ["resolve_file", "resolve_data", "deep_merge", "apply_overrides", "COMPONENT_PATHS"]
 

@@ -22,8 +22,8 @@ from pydantic import (
 )
 from typing_extensions import Annotated
 
-from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.yaml_loader import PathT, Positions, format_path, parse_path
+from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.yaml_loader import PathT, Positions, format_path, parse_path
 
 __all__ = ["ModelSpec", "StagesSpec", "StageOverride", "TemplateModel", "ComponentRef", "ref_parts",
            "validation_error_to_spec_error", "check_semantics", "fields_at", "json_schema"]

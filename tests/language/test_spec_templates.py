@@ -2,9 +2,9 @@
 import pytest
 from spec_helpers import TINY, write
 
-from archdsl.spec import load_spec, load_template, substitute
-from archdsl.spec.errors import SpecError
-from archdsl.spec.templates import BUILTIN_DIR, block_kind, load_template_file
+from archdsl.errors import SpecError
+from archdsl.language import load_spec, load_template, substitute
+from archdsl.language.templates import BUILTIN_DIR, block_kind, load_template_file
 
 INLINE = TINY.replace("block: {type: mlla, mlp_ratio: 2.0}", "block: {type: two, hidden: 12}") + """\
 blocks:

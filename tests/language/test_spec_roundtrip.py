@@ -5,7 +5,7 @@ import torch
 from spec_helpers import FIXTURES, TINY, write
 
 from archdsl.compiler import build_model
-from archdsl.spec import dump_resolved, load_spec, spec_hash
+from archdsl.language import dump_resolved, load_spec, spec_hash
 
 REPO_SPECS = FIXTURES.parent.parent.parent / "specs"
 
@@ -66,7 +66,7 @@ def test_builtin_template_is_inlined_and_mlla_t_param_count(tmp_path):
 def spec_template_body():
     import yaml
 
-    from archdsl.spec.templates import BUILTIN_DIR
+    from archdsl.language.templates import BUILTIN_DIR
 
     return yaml.safe_load((BUILTIN_DIR / "mlla.yaml").read_text())["body"]
 

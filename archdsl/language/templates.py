@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from archdsl.spec.errors import SpecError, did_you_mean
-from archdsl.spec.yaml_loader import PathT, Positions, format_path, load_yaml_file
+from archdsl import registry
+from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.schema import ref_parts
+from archdsl.language.yaml_loader import PathT, Positions, format_path, load_yaml_file
 
 __all__ = ["BlockTemplate", "load_template", "load_template_file", "template_from_data", "substitute",
            "validate_node", "builtin_template_names", "BUILTIN_VARIABLES", "COMBINATORS", "MERGES",
@@ -264,13 +266,9 @@ def _is_path_ref(name: str) -> bool:
 def block_kind(ref: Any, spec: Any) -> str:
     """``"template"`` or ``"python"`` for a block ref. Lookup order (as the compiler's): the spec's
     own ``blocks:``, a ``.yaml`` path, a Python ``block`` in the registry, ``archdsl/blocks/NAME.yaml``."""
-    from archdsl.spec.schema import ref_parts
-
     name, _ = ref_parts(ref)
     if name in (spec.blocks or {}) or _is_path_ref(name):
         return "template"
-    from archdsl import registry
-
     if registry.has("block", name):
         return "python"
     return "template"  # a built-in template, or load_template reports the unknown name
@@ -280,8 +278,6 @@ def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:
     """The template a block ref names (see :func:`block_kind` for the lookup order). ``at`` is the
     key path of the ref in the spec (for errors, and so relative paths resolve against the file
     that wrote the ref). Cached per spec."""
-    from archdsl.spec.schema import ref_parts
-
     name, _ = ref_parts(ref)
     cache = getattr(spec, "_templates", None)
     if cache is not None and name in cache:
@@ -307,8 +303,6 @@ def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:
         real = BUILTIN_DIR / f"{name}.yaml"
         tpl = load_template_file(real, display=f"archdsl/blocks/{name}.yaml", origin="builtin")
     else:
-        from archdsl import registry
-
         known = sorted(set(inline) | set(builtin_template_names()) | set(registry.names("block")))
         raise SpecError(f"unknown block '{name}'{did_you_mean(name, known)}; "
                         f"known: {', '.join(known) if known else '(none)'}", **spec.locate(at))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import Any
 
 from archdsl.cli import UserError
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        summary = run_search(opts, console=Console(file=sys.stdout, width=120))
+        summary = run_search(opts)
     except DataError as e:
         raise UserError(str(e)) from None
     except ValueError as e:
@@ -82,8 +83,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    _print_summary(summary, Console(file=sys.stdout, width=120))
     loop = summary["loop"]
     if loop is not None and loop.failed:
         print(f"archdsl search: {len(loop.failed)} trial(s) failed (see fail_reason in trials.csv): "
               f"{', '.join(map(str, loop.failed))}", file=sys.stderr)
     return 0
+
+
+def _print_summary(summary: dict, console: Any) -> None:
+    from archdsl.search import results
+
+    names, study = summary["objectives"], summary["study"]
+    console.print(results.results_table(summary["pareto"], names, title=(
+        f"Pareto front of '{study.study_name}' ({len(summary['pareto'])} of "
+        f"{sum(t.state.is_finished() for t in summary['trials'])} trials; objectives: {', '.join(names)})")))
+    console.print(f"results in {summary['out']}/: trials.csv, pareto.csv, pareto.png, pareto/trial_N.yaml")

@@ -27,7 +27,15 @@ import yaml
 
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.schema import fields_at
-from archdsl.language.yaml_loader import PathT, Pos, Positions, format_path, load_yaml_file, parse_path
+from archdsl.language.yaml_loader import (
+    PathT,
+    Pos,
+    Positions,
+    format_path,
+    load_value,
+    load_yaml_file,
+    parse_path,
+)
 
 __all__ = ["resolve_file", "resolve_data", "deep_merge", "apply_overrides", "COMPONENT_PATHS"]
 
@@ -177,7 +185,7 @@ def apply_overrides(data: dict, positions: Positions, overrides: Iterable[str]) 
         path, force, raw_value = _split(text, n)
         where = Pos(SET_FILE, n, None)
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+            value = load_value(raw_value) if raw_value.strip() else ""
         except yaml.YAMLError as e:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise SpecError(f"cannot parse the value {raw_value!r}: {problem}", **where.kwargs(),

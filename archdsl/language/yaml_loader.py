@@ -18,6 +18,7 @@ than the safe ones fail as in ``safe_load``, recursive aliases and alias bombs a
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Dict, NamedTuple, Tuple
 
@@ -25,7 +26,7 @@ import yaml
 
 from archdsl.errors import SpecError
 
-__all__ = ["Pos", "Positions", "PathT", "load_yaml", "load_yaml_file", "format_path", "parse_path"]
+__all__ = ["Pos", "Positions", "PathT", "load_yaml", "load_yaml_file", "load_value", "format_path", "parse_path"]
 
 PathT = Tuple[Any, ...]
 
@@ -63,7 +64,23 @@ def parse_path(text: str) -> PathT:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader used only to compose nodes and construct scalars (no python tags)."""
+    """SafeLoader used only to compose nodes and construct scalars (no python tags).
+
+    One fix over YAML 1.1: floats written without a dot (``2e-3``, ``1e6``) are floats, as in YAML
+    1.2 and JSON (``safe_load`` reads them as strings), so no reader of specs, spaces or recipes
+    converts numeric strings by hand."""
+
+
+# YAML 1.2 floats: the 1.1 resolver needs a '.' in the mantissa; add exponent-only forms first.
+_FLOAT_12 = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "-+0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:float", _FLOAT_12))
+
+
+def load_value(text: str) -> Any:
+    """One YAML scalar / flow value (a ``--set`` value) read like spec files are (``2e-3`` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
 
 
 def _mark_pos(file: str, mark: Any) -> Pos:

@@ -15,7 +15,6 @@ samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import socket
 import time
@@ -30,7 +29,7 @@ from archdsl.analysis.benchmark import _is_oom as is_torch_oom
 from archdsl.analysis.benchmark import measure_throughput
 from archdsl.compiler import build_model
 from archdsl.errors import SpecError
-from archdsl.language import load_spec_dict
+from archdsl.language import load_spec_dict, spec_hash
 from archdsl.search.space import SearchSpace
 from archdsl.train import NonFiniteLossError, TrainConfig, train_model
 
@@ -152,7 +151,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     when pruned.
     """
     spec_dict, train_over = ctx.space.sample(trial)
-    trial.set_user_attr("arch", hashlib.sha1(spec_yaml(spec_dict).encode()).hexdigest()[:16])
+    trial.set_user_attr("arch", spec_hash(load_spec_dict(spec_dict, f"<trial {trial.number}>")))
     spec_dict["name"] = f"{ctx.space.base.get('name', 'search')}_trial{trial.number}"
     trial.set_user_attr("spec", spec_yaml(spec_dict))
     trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+import torch
+from tqdm import tqdm
 
 from archdsl.data import load_data
 from archdsl.errors import SpecError
@@ -26,7 +28,7 @@ from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
 from archdsl.train import TrainConfig
 
-__all__ = ["run_search", "SearchOptions", "resolve_device"]
+__all__ = ["run_search", "prepare_search", "search_loop", "SearchOptions", "SearchSetup", "resolve_device"]
 
 
 @dataclasses.dataclass
@@ -52,8 +54,6 @@ class SearchOptions:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -76,22 +76,17 @@ def _objectives(opts: SearchOptions, space: SearchSpace) -> tuple[list[str], lis
     return list(space.objectives), list(space.objectives.values())
 
 
-def _train_config(space: SearchSpace, opts: SearchOptions):
-    cfg: dict[str, Any] = {}
-    for k, v in space.train.items():
-        if k == "dataset":
-            continue
-        if isinstance(v, str) and k not in ("flip",):   # YAML 1.1 reads 2e-3 as a string
-            try:
-                v = float(v)
-            except ValueError:
-                raise SpecError(f"train.{k} must be a number, got {v!r}", file=space.file,
-                                path=f"train.{k}") from None
-        if k in ("epochs", "batch_size", "crop_padding", "seed", "max_steps_per_epoch") and v is not None:
-            if float(v) != int(v):
-                raise SpecError(f"train.{k} must be an integer, got {v!r}", file=space.file, path=f"train.{k}")
-            v = int(v)
-        cfg[k] = v
+def _train_config(space: SearchSpace, opts: SearchOptions) -> TrainConfig:
+    """The space's ``train:`` section (keys checked against TrainConfig's fields when it was loaded)
+    with ``--epochs`` / ``--seed`` applied; a non-integer where an int field is declared is an error."""
+    cfg = {k: v for k, v in space.train.items() if k != "dataset"}
+    for f in dataclasses.fields(TrainConfig):
+        v = cfg.get(f.name)
+        if f.type.startswith("int") and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                                           or float(v) != int(v)):
+            raise SpecError(f"train.{f.name} must be an integer, got {v!r}", file=space.file, path=f"train.{f.name}")
+        if f.type.startswith("int") and v is not None:
+            cfg[f.name] = int(v)
     if opts.epochs is not None:
         cfg["epochs"] = int(opts.epochs)
     cfg.setdefault("seed", opts.seed)
@@ -107,26 +102,39 @@ def _sampler_seed(opts: SearchOptions, shared: bool) -> int:
 
 
 def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] | None = None,
-               console: Any = None, build: Callable | None = None, **kwargs: Any) -> dict:
-    """Run (or resume) a search; returns ``{"study", "pareto", "trials", "files", "loop", "seconds"}``.
+               build: Callable | None = None, **kwargs: Any) -> dict:
+    """Run (or resume) a search; returns ``{"study", "pareto", "trials", "files", "loop", "seconds",
+    "objectives", "directions", "url"}`` (the CLI prints the table from it).
 
     Raises :class:`SpecError` for a bad space file, ``archdsl.data.DataError`` for a bad data source,
     ``ValueError`` for bad options. ``KeyboardInterrupt`` propagates after the results are written.
     The caller's torch thread count is restored on return.
     """
-    import torch
-
+    opts = dataclasses.replace(opts or SearchOptions(), **kwargs)
+    log = log or (lambda s: print(s, file=sys.stderr))
     threads = torch.get_num_threads()
     try:
-        return _run_search(opts, log=log, console=console, build=build, **kwargs)
+        setup = prepare_search(opts, log=log, build=build)
+        return search_loop(setup, opts, log=log)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None, console: Any,
-                build: Callable | None, **kwargs: Any) -> dict:
-    opts = dataclasses.replace(opts or SearchOptions(), **kwargs)
-    log = log or (lambda s: print(s, file=sys.stderr))
+@dataclasses.dataclass
+class SearchSetup:
+    """Everything a search loop needs, built once by :func:`prepare_search`."""
+
+    study: optuna.Study
+    storage: Any
+    url: str
+    ctx: TrialContext
+    names: list[str]
+    directions: list[str]
+    out: Path
+
+
+def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Callable | None = None) -> SearchSetup:
+    """Load the space and the data, open (or create) the study; logs one header line."""
     if opts.budget < 0:
         raise ValueError(f"--budget must be >= 0, got {opts.budget}")
     space_path = Path(opts.space) if opts.space else default_space_path()
@@ -135,29 +143,18 @@ def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None
     cfg = _train_config(space, opts)
     device = resolve_device(opts.device)
     if device == "cpu" and opts.threads is not None:
-        import torch
-
         if opts.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {opts.threads}")
         # Proxy models are tiny: intra-op threads gain little, and on a busy machine spinning OpenMP
         # threads slowed training 10x or more here. Run several workers for parallelism instead.
         torch.set_num_threads(opts.threads)
-    source = opts.data or str(space.train.get("dataset", "default"))
-    image_size = int(space.base.get("image_size", 32))
-    data = load_data(source, image_size=image_size)
+    data = load_data(opts.data or str(space.train.get("dataset", "default")),
+                     image_size=int(space.base.get("image_size", 32)))
     spec_classes = space.base.get("num_classes")
     if spec_classes is not None and spec_classes != data.num_classes:
         space.base["num_classes"] = data.num_classes
         log(f"note: num_classes set to {data.num_classes} (the data set's), base spec said {spec_classes}")
-
-    single = len(names) == 1
-    if opts.pruner not in (None, "none") and not single:
-        raise ValueError(f"--pruner {opts.pruner} needs a single objective (--objectives accuracy); "
-                         f"Optuna prunes only single-objective studies")
-    pruner_name = (opts.pruner or "median") if single else "none"
-    if single and names[0] != "accuracy" and pruner_name != "none":
-        pruner_name = "none"          # per-epoch reports are accuracies
-
+    pruner_name = _pruner_name(opts, names)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     url = opts.storage or st.local_storage_url(out)
@@ -170,29 +167,59 @@ def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     sampler = st.make_sampler(opts.sampler, seed=_sampler_seed(opts, shared), n_objectives=len(names),
                               n_constraints=len(space.constraints), budget=opts.budget)
-    pruner = st.make_pruner(pruner_name, epochs=cfg.epochs)
-    study = st.open_study(storage, study_name, directions, sampler, pruner)
+    study = st.open_study(storage, study_name, directions, sampler, st.make_pruner(pruner_name, epochs=cfg.epochs))
     if not study.user_attrs.get("objectives"):
         study.set_user_attr("objectives", names)
     elif study.user_attrs["objectives"] != names:
         raise ValueError(f"study '{study_name}' was run with objectives {study.user_attrs['objectives']}, "
                          f"not {names}; use another --study name")
     ctx = TrialContext(space=space, objectives=names, data=data, train=cfg, device=device,
-                       throughput=dict(space.throughput), prune=single and pruner_name != "none", build=build)
-    before = st.budget_count(study)
-    log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {before}/{opts.budget} trials "
-        f"counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
+                       throughput=dict(space.throughput), prune=pruner_name != "none", build=build)
+    log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {st.budget_count(study)}/{opts.budget} "
+        f"trials counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
         f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}"
-        + (f" ({_threads()} thread(s))" if device == "cpu" else ""))
+        + (f" ({torch.get_num_threads()} thread(s))" if device == "cpu" else ""))
+    return SearchSetup(study=study, storage=storage, url=url, ctx=ctx, names=names, directions=directions,
+                       out=out)
 
-    bar = _progress(opts, before)
+
+def _pruner_name(opts: SearchOptions, names: list[str]) -> str:
+    """Optuna prunes single-objective studies only, and per-epoch reports are accuracies."""
+    single = len(names) == 1
+    if opts.pruner not in (None, "none") and not single:
+        raise ValueError(f"--pruner {opts.pruner} needs a single objective (--objectives accuracy); "
+                         f"Optuna prunes only single-objective studies")
+    if not single or names[0] != "accuracy":
+        return "none"
+    return opts.pruner or "median"
+
+
+def search_loop(setup: SearchSetup, opts: SearchOptions, *, log: Callable[[str], None]) -> dict:
+    """Run trials until ``opts.budget`` count (or the timeout); the results are written even when
+    interrupted. Returns the summary of :func:`archdsl.search.results.export_results`."""
+    study = setup.study
+    bar = _progress(opts, st.budget_count(study))
     t0 = time.perf_counter()
+    loop = None
+    try:
+        loop = st.run_workers_loop(study, storage=setup.storage, url=setup.url, budget=opts.budget,
+                                   objective=lambda trial: run_trial(trial, setup.ctx), timeout=opts.timeout,
+                                   on_trial_end=_bar_updater(bar, study, opts.budget, setup.directions), log=log)
+    finally:
+        if bar is not None:
+            bar.close()
+        summary = results.export_results(study, setup.out, setup.names)
+        summary.update(study=study, loop=loop, seconds=time.perf_counter() - t0, objectives=setup.names,
+                       directions=setup.directions, url=setup.url, out=setup.out)
+    return summary
 
+
+def _bar_updater(bar: Any, study: optuna.Study, budget: int, directions: list[str]) -> Callable[[Any], None]:
     def on_trial_end(frozen: Any) -> None:
         if bar is None:
             return
         trials = study.get_trials(deepcopy=False)
-        bar.n = min(opts.budget, sum(st.counts_toward_budget(t) for t in trials if t.state.is_finished()))
+        bar.n = min(budget, sum(st.counts_toward_budget(t) for t in trials if t.state.is_finished()))
         front = results.pareto_front(trials, directions)
         accs = [t.user_attrs.get("accuracy") for t in front if t.user_attrs.get("accuracy") is not None]
         bar.set_postfix_str(f"last #{frozen.number} {frozen.state.name.lower()}, best acc "
@@ -200,37 +227,12 @@ def _run_search(opts: SearchOptions | None, *, log: Callable[[str], None] | None
                             f"last #{frozen.number} {frozen.state.name.lower()}")
         bar.refresh()
 
-    loop = None
-    try:
-        loop = st.run_workers_loop(study, storage=storage, url=url, budget=opts.budget,
-                                   objective=lambda trial: run_trial(trial, ctx), timeout=opts.timeout,
-                                   on_trial_end=on_trial_end, log=log)
-    finally:
-        if bar is not None:
-            bar.close()
-        summary = results.export_results(study, out, names)
-        summary.update(study=study, loop=loop, seconds=time.perf_counter() - t0, objectives=names,
-                       directions=directions, url=url)
-        if console is not None:
-            console.print(results.results_table(summary["pareto"], names, title=(
-                f"Pareto front of '{study_name}' ({len(summary['pareto'])} of "
-                f"{sum(t.state.is_finished() for t in summary['trials'])} trials; objectives: "
-                f"{', '.join(names)})")))
-            console.print(f"results in {out}/: trials.csv, pareto.csv, pareto.png, pareto/trial_N.yaml")
-    return summary
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
+    return on_trial_end
 
 
 def _progress(opts: SearchOptions, initial: int) -> Any:
     if not opts.progress or opts.budget == 0:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=opts.budget, initial=min(initial, opts.budget), file=sys.stderr, desc="search",
                 unit="trial", dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                 "[{elapsed}<{remaining}]{postfix}")

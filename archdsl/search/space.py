@@ -24,26 +24,29 @@ A field written with the ``train.`` prefix samples the training recipe instead o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from archdsl import language as spec_mod
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.resolve import apply_overrides, resolve_data
 from archdsl.language.schema import fields_at
 from archdsl.language.yaml_loader import Pos, Positions, format_path, load_yaml_file, parse_path
+from archdsl.train import TrainConfig
 
 __all__ = ["Param", "SearchSpace", "load_space", "default_space_path", "OBJECTIVES", "CONSTRAINTS",
-           "TRAIN_KEYS", "get_path", "set_path", "delete_path"]
+           "TRAIN_KEYS", "get_path"]
 
 TOP_KEYS = ("base", "extends", "space", "objectives", "constraints", "train", "throughput", "name",
             "description")
 OBJECTIVES = {"accuracy": "maximize", "throughput": "maximize", "params": "minimize", "macs": "minimize"}
 CONSTRAINTS = ("params_max", "macs_max", "params_min", "accuracy_min")
-TRAIN_KEYS = ("dataset", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
-              "grad_clip", "crop_padding", "flip", "seed", "max_steps_per_epoch")
+TRAIN_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(TrainConfig))
 THROUGHPUT_KEYS = ("batch_size", "warmup", "iters", "min_time")
 _MARKER_KEYS = ("choice", "int", "float")
 _MARKER_EXTRA = ("step", "log", "when")
@@ -56,17 +59,12 @@ def default_space_path() -> Path:
 
 
 # ------------------------------------------------------------------ dotted paths in plain data
-def _child(node: Any, key: Any, *, create: bool) -> Any:
+def _child(node: Any, key: Any) -> Any:
     if isinstance(node, list):
         if not isinstance(key, int) or not -len(node) <= key < len(node):
             raise KeyError(key)
         return node[key]
     if isinstance(node, dict):
-        if key not in node:
-            if create:
-                node[key] = {}
-            else:
-                raise KeyError(key)
         return node[key]
     raise KeyError(key)
 
@@ -78,39 +76,12 @@ def get_path(data: Any, path: tuple, default: Any = KeyError) -> Any:
         for key in path:
             if isinstance(node, str) and key == "type":   # a component named by a bare string
                 return node
-            node = _child(node, key, create=False)
+            node = _child(node, key)
     except KeyError:
         if default is KeyError:
             raise
         return default
     return node
-
-
-def set_path(data: dict, path: tuple, value: Any) -> None:
-    """Set ``value`` at ``path``, creating missing mappings; a bare component name ``"x"`` on the way
-    becomes ``{type: "x"}`` so that options can be added to it."""
-    node: Any = data
-    for i, key in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        child = _child(node, key, create=True)
-        if isinstance(child, str) and isinstance(nxt, str):
-            child = {"type": child}
-            node[key] = child
-        elif child is None and isinstance(nxt, str):
-            child = {}
-            node[key] = child
-        node = child
-    node[path[-1]] = value
-
-
-def delete_path(data: dict, path: tuple) -> None:
-    """Remove the mapping key at ``path`` if it is there (list items are never removed)."""
-    try:
-        parent = get_path(data, path[:-1])
-    except KeyError:
-        return
-    if isinstance(parent, dict):
-        parent.pop(path[-1], None)
 
 
 # ------------------------------------------------------------------ markers
@@ -187,8 +158,10 @@ class SearchSpace:
 
     def sample(self, trial: Any) -> tuple[dict, dict]:
         """Sample every active field (in file order); returns a concrete spec dict and the sampled
-        training-recipe fields (``{"lr": 0.002}``), both plain data."""
+        training-recipe fields (``{"lr": 0.002}``), both plain data. A model field is applied as the
+        ``--set`` override ``+path=value`` (``path=null`` when its ``when`` is false, which removes it)."""
         spec = copy.deepcopy(self.base)
+        positions: Positions = {}
         train: dict = {}
 
         def lookup(dotted: str) -> Any:
@@ -202,10 +175,10 @@ class SearchSpace:
                 if prm.active(lookup):
                     train[prm.path[1]] = prm.suggest(trial)
                 continue
-            if not prm.active(lookup):
-                delete_path(spec, prm.path)
+            value = prm.suggest(trial) if prm.active(lookup) else None
+            if value is None and get_path(spec, prm.path, None) is None:
                 continue
-            set_path(spec, prm.path, prm.suggest(trial))
+            apply_overrides(spec, positions, [f"+{prm.name}={json.dumps(value)}"])
         return spec, train
 
     def constraint_values(self, metrics: dict[str, float]) -> list[float]:
@@ -230,16 +203,9 @@ def _err(msg: str, positions: Positions, path: tuple, file: str) -> SpecError:
 
 
 def _number(value: Any, what: str, positions: Positions, path: tuple, file: str, *, integer: bool = False):
-    """YAML 1.1 reads ``2e6`` as a string: accept numeric strings, reject everything else."""
-    if isinstance(value, bool):
+    """A number (the loader reads ``2e6`` as a float already); anything else is a located error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _err(f"{what} must be a number, got {value!r}", positions, path, file)
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise _err(f"{what} must be a number, got {value!r}", positions, path, file) from None
-    if not isinstance(value, (int, float)):
-        raise _err(f"{what} must be a number, got {type(value).__name__}", positions, path, file)
     if integer:
         if float(value) != int(value):
             raise _err(f"{what} must be an integer, got {value!r}", positions, path, file)
@@ -247,21 +213,14 @@ def _number(value: Any, what: str, positions: Positions, path: tuple, file: str,
     return float(value)
 
 
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = _merge(base[k], v) if k in base else v
-        return out
-    return over
-
-
-def _read_space(path: Path, seen: tuple = ()) -> tuple[dict, Positions, str]:
-    """Read a space file and its ``extends`` chain; ``base`` becomes an absolute path."""
+def _read_space(path: Path) -> tuple[dict, Positions, str]:
+    """Read a space file and resolve its ``extends`` with the language's rules (deep merge, lists of
+    bases, ``null`` deletes, cycles named); ``base`` becomes an absolute path, relative to the file
+    that wrote it."""
     shown = str(path)
-    if path.resolve() in seen:
-        raise SpecError(f"'extends' cycle: {' -> '.join(str(s) for s in seen + (path.resolve(),))}", file=shown)
     data, positions = load_yaml_file(path, display=shown)
+    data, positions = resolve_data(data, positions, display=shown, real_dir=path.resolve().parent,
+                                   display_dir=os.path.dirname(shown), chain=((str(path.resolve()), shown),))
     for key in data:
         if key not in TOP_KEYS:
             raise _err(f"unknown key '{key}' in a search space{did_you_mean(key, TOP_KEYS)}; "
@@ -270,20 +229,9 @@ def _read_space(path: Path, seen: tuple = ()) -> tuple[dict, Positions, str]:
         if not isinstance(data["base"], str):
             raise _err("'base' must be a path to a model spec (relative to this file)", positions,
                        ("base",), shown)
-        data["base"] = str((path.parent / data["base"]).resolve())
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data, positions, shown
-    if not isinstance(parent, str):
-        raise _err("'extends' must be a path to another space file", positions, ("extends",), shown)
-    parent_path = path.parent / parent
-    if not parent_path.is_file():
-        raise _err(f"space file not found: {parent} (resolved to {parent_path})", positions, ("extends",), shown)
-    pdata, ppos, _ = _read_space(parent_path, seen + (path.resolve(),))
-    merged = _merge(pdata, data)
-    merged_pos = dict(ppos)
-    merged_pos.update(positions)
-    return merged, merged_pos, shown
+        writer = positions.get(("base",), Pos(shown)).file or shown
+        data["base"] = str((Path(writer).parent / data["base"]).resolve())
+    return data, positions, shown
 
 
 def _resolve_base(base_path: Path) -> dict:

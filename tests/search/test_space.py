@@ -138,7 +138,7 @@ def test_missing_base_and_extends(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"^a.yaml:1:1: a search space needs 'base:'"):
         load_space("a.yaml")
     Path("b.yaml").write_text("extends: nothere.yaml\n")
-    with pytest.raises(SpecError, match=r"^b.yaml:1:1: extends: space file not found: nothere.yaml"):
+    with pytest.raises(SpecError, match=r"^b.yaml:1:1: extends: cannot extend 'nothere.yaml': file not found \(nothere.yaml\)"):
         load_space("b.yaml")
 
 
@@ -182,3 +182,19 @@ def test_default_space_samples_compile():
         if spec["mixer"]["type"] == "selective_ssm":
             assert set(spec["mixer"]) == {"type", "d_state"}
     assert len({m for m, _ in kinds}) == 3 and len({b for _, b in kinds}) == 3
+
+
+def test_space_extends_follows_the_language(tmp_path, monkeypatch):
+    """A space's extends: is the language's: a list of bases, null deletes an inherited marker, and
+    base: is relative to the file that wrote it."""
+    monkeypatch.chdir(tmp_path)
+    Path("sub").mkdir()
+    Path("sub/base.yaml").write_text(BASE.read_text())
+    Path("sub/a.yaml").write_text("base: base.yaml\nspace:\n  drop_path: {float: [0.0, 0.1]}\n"
+                                  "  mixer.type: {choice: [linear_attention, softmax_attention]}\n")
+    Path("b.yaml").write_text("constraints: {params_max: 1e6}\n")
+    Path("c.yaml").write_text("extends: [sub/a.yaml, b.yaml]\nspace: {drop_path: null}\n")
+    space = load_space("c.yaml")
+    assert [p.name for p in space.params] == ["mixer.type"]
+    assert space.constraints == {"params_max": 1e6}
+    assert space.base_file == (tmp_path / "sub/base.yaml").resolve()

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
@@ -103,6 +104,77 @@ def _join(prefix: str, rest: str) -> str:
     return f"{prefix}.{rest}" if prefix else rest
 
 
+@dataclass
+class _Layout:
+    """Where the official modules live in ``model``: stem / merge / head prefixes and the blocks,
+    split into stages as the checkpoint's ``layers.S.blocks.B`` are."""
+
+    stem: str
+    merges: List[str]
+    head_name: str
+    has_head: bool
+    blocks: List[str]                  # block prefixes in model order
+    depths: List[int]                  # official blocks per stage
+    by_block: Dict[str, List[str]]     # block prefix -> its keys (relative)
+
+    def block_prefix(self, stage: int, index: int) -> Optional[str]:
+        if stage >= len(self.depths) or index >= self.depths[stage]:
+            return None
+        return self.blocks[sum(self.depths[:stage]) + index]
+
+
+def _layout(official: Mapping[str, torch.Tensor], model: nn.Module, tkeys: List[str]) -> _Layout:
+    stem, merges, head, head_name = _find_stem_merge_head(model)
+    if stem is None:
+        raise SpecError("the model has no mlla_stem: official MLLA weights need a spec with stem: mlla_stem")
+    blocks = _block_prefixes(tkeys)
+    stage_blocks = {(int(m.group(1)), int(m.group(2))) for m in map(_BLOCK.match, official) if m}
+    n_stages = 1 + max((s for s, _ in stage_blocks), default=-1)
+    depths = [1 + max((b for (s, b) in stage_blocks if s == i), default=-1) for i in range(n_stages)]
+    if sum(depths) != len(blocks):
+        raise SpecError(f"the checkpoint has {sum(depths)} MLLA blocks (depths {depths}) but the model has "
+                        f"{len(blocks)}; set stages.depths to match "
+                        f"(e.g. --set stages.depths=[{','.join(map(str, depths))}])")
+    by_block: Dict[str, List[str]] = {p: [] for p in blocks}
+    for k in tkeys:
+        owner = max((p for p in blocks if k.startswith(p)), key=len, default=None)
+        if owner is not None:
+            by_block[owner].append(k[len(owner):])
+    return _Layout(stem, merges, head_name, head is not None, blocks, depths, by_block)
+
+
+def _block_target(rest: str, prefix: str, layout: _Layout) -> Tuple[Optional[str], Optional[str]]:
+    """-> (model key, ambiguity note) for the official block key ``rest`` inside block ``prefix``."""
+    for cand in MIXER_ALIASES.get(rest, (rest,)):
+        hits = [r for r in layout.by_block[prefix] if r == cand or r.endswith("." + cand)]
+        if len(hits) > 1:  # prefer the shallowest (e.g. block 'dwc' over a nested '.dwc')
+            hits.sort(key=lambda r: r.count("."))
+            if hits[0].count(".") == hits[1].count("."):
+                return None, ", ".join(hits[:3])
+        if hits:
+            return prefix + hits[0], None
+    return None, None
+
+
+def _target(key: str, layout: _Layout) -> Tuple[Optional[str], Optional[str]]:
+    """-> (model key or None, ambiguity note) for one official key."""
+    if key.startswith("patch_embed."):
+        return _join(layout.stem, key[len("patch_embed."):]), None
+    m = _DOWN.match(key)
+    if m:
+        s = int(m.group(1))
+        return (_join(layout.merges[s], m.group(2)) if s < len(layout.merges) else None), None
+    m = _BLOCK.match(key)
+    if m:
+        prefix = layout.block_prefix(int(m.group(1)), int(m.group(2)))
+        return _block_target(m.group(3), prefix, layout) if prefix is not None else (None, None)
+    if layout.has_head and key.startswith("norm."):
+        return _join(layout.head_name, "norm." + key[len("norm."):]), None
+    if layout.has_head and key.startswith("head."):
+        return _join(layout.head_name, "fc." + key[len("head."):]), None
+    return None, None
+
+
 def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     """Map an official MLLA state dict onto ``model``'s keys (a compiled MLLA spec).
 
@@ -110,94 +182,26 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     :class:`SpecError` listing missing / unexpected / mis-shaped keys."""
     target = model.state_dict()
     tkeys = list(target)
-    stem, merges, head, head_name = _find_stem_merge_head(model)
-    if stem is None:
-        raise SpecError("the model has no mlla_stem: official MLLA weights need a spec with stem: mlla_stem")
-    blocks = _block_prefixes(tkeys)
-
-    # official blocks per stage, to split ours the same way
-    off_blocks: Dict[Tuple[int, int], None] = OrderedDict()
-    for k in official:
-        m = _BLOCK.match(k)
-        if m:
-            off_blocks[(int(m.group(1)), int(m.group(2)))] = None
-    n_stages = 1 + max([s for s, _ in off_blocks] + [-1]) if off_blocks else 0
-    depths = [1 + max([b for (s, b) in off_blocks if s == i] + [-1]) for i in range(n_stages)]
-    if sum(depths) != len(blocks):
-        raise SpecError(f"the checkpoint has {sum(depths)} MLLA blocks (depths {depths}) but the model has "
-                        f"{len(blocks)}; set stages.depths to match "
-                        f"(e.g. --set stages.depths=[{','.join(map(str, depths))}])")
-    starts = [sum(depths[:i]) for i in range(n_stages)]
-
-    by_block: Dict[str, List[str]] = {p: [] for p in blocks}
-    for k in tkeys:
-        owner = max((p for p in blocks if k.startswith(p)), key=len, default=None)
-        if owner is not None:
-            by_block[owner].append(k[len(owner):])
-
+    layout = _layout(official, model, tkeys)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unexpected: List[str] = []
-    mis_shaped: List[str] = []
-    ambiguous: List[str] = []
-    shaped_targets: set = set()
-
-    def put(src: str, dst: Optional[str], value: torch.Tensor) -> None:
-        if dst is None or dst not in target:
-            unexpected.append(src)
-        elif tuple(target[dst].shape) != tuple(value.shape):
-            mis_shaped.append(f"{src} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
-            shaped_targets.add(dst)
-        else:
-            out[dst] = value
-
+    unexpected, mis_shaped, ambiguous, shaped_targets = [], [], [], set()
     for key, value in official.items():
         if DROPPED.search(key):
             continue
-        if key.startswith("patch_embed."):
-            put(key, _join(stem, key[len("patch_embed."):]), value)
-            continue
-        m = _DOWN.match(key)
-        if m:
-            s = int(m.group(1))
-            put(key, _join(merges[s], m.group(2)) if s < len(merges) else None, value)
-            continue
-        m = _BLOCK.match(key)
-        if m:
-            s, b, rest = int(m.group(1)), int(m.group(2)), m.group(3)
-            if b >= depths[s]:
-                unexpected.append(key)
-                continue
-            prefix = blocks[starts[s] + b]
-            dst = None
-            for cand in MIXER_ALIASES.get(rest, (rest,)):
-                hits = [r for r in by_block[prefix] if r == cand or r.endswith("." + cand)]
-                if len(hits) > 1:  # prefer the shallowest (e.g. block 'dwc' over a nested '.dwc')
-                    hits.sort(key=lambda r: r.count("."))
-                    if hits[0].count(".") == hits[1].count("."):
-                        ambiguous.append(f"{key} -> {', '.join(hits[:3])}")
-                        break
-                if hits:
-                    dst = prefix + hits[0]
-                    break
-            put(key, dst, value)
-            continue
-        if head is not None and key.startswith("norm."):
-            put(key, _join(head_name, "norm." + key[len("norm."):]), value)
-        elif head is not None and key.startswith("head."):
-            put(key, _join(head_name, "fc." + key[len("head."):]), value)
-        else:
+        dst, note = _target(key, layout)
+        if note is not None:
+            ambiguous.append(f"{key} -> {note}")
+        elif dst is None or dst not in target:
             unexpected.append(key)
-
+        elif tuple(target[dst].shape) != tuple(value.shape):
+            mis_shaped.append(f"{key} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
+            shaped_targets.add(dst)
+        else:
+            out[dst] = value
     missing = [k for k in tkeys if k not in out and k not in shaped_targets]
-    problems = []
-    if missing:
-        problems.append(f"missing in the checkpoint: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected in the checkpoint: {_listing(unexpected)}")
-    if mis_shaped:
-        problems.append(f"shape mismatch: {_listing(mis_shaped)}")
-    if ambiguous:
-        problems.append(f"ambiguous target: {_listing(ambiguous)}")
+    problems = [f"{what}: {_listing(keys)}" for what, keys in (
+        ("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
+        ("shape mismatch", mis_shaped), ("ambiguous target", ambiguous)) if keys]
     if problems:
         raise SpecError("official MLLA weights do not fit the model: " + "; ".join(problems)
                         + " (check the spec's embed_dim / depths / heads / num_classes)")

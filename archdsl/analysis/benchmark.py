@@ -5,12 +5,12 @@
 1. the model is moved to ``device``/``dtype`` (and ``channels_last`` memory format if asked) and put in
    ``eval()`` mode (``train()`` for ``train=True``);
 2. ``warmup`` untimed iterations (forward under ``torch.inference_mode``; or a full training step);
-3. timed iterations, each one timed on its own (``torch.cuda.synchronize`` before reading the clock on
-   CUDA) until both ``iters`` iterations and ``min_time`` seconds are reached (capped at ``max_iters``);
-4. the result reports the **median** per-iteration time with its p20/p80 spread; images/s is
+3. timed iterations, each one timed on its own with ``torch.utils.benchmark``'s clock (it synchronises
+   the accelerator before reading the time) until both ``iters`` iterations and ``min_time`` seconds are reached (capped at ``max_iters``);
+4. the result reports the **median** per-iteration time with its p20/p80 spread (numpy percentiles); images/s is
    ``batch_size / median``; latency is the median in ms.
 
-Peak memory: CUDA -> ``torch.cuda.max_memory_allocated`` (reset before the timed run, bytes held by
+Peak memory: CUDA -> ``torch.cuda.max_memory_allocated`` (reset before warm-up, bytes held by
 tensors); CPU -> the process peak resident set size from ``resource.getrusage(...).ru_maxrss`` and its
 growth during this measurement (``peak_memory_delta_mib``; 0 when an earlier peak of the process was
 already higher, since ru_maxrss cannot be reset). The method is echoed in ``memory_method``.
@@ -19,29 +19,19 @@ An out-of-memory error is recorded in the ``error`` field (``"oom: ..."``) inste
 """
 from __future__ import annotations
 
-import math
 import platform
 import statistics
 import sys
-import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.benchmark.utils.timer import timer as synced_clock  # syncs the accelerator first
 
-__all__ = ["measure_throughput", "percentile", "DTYPES"]
+__all__ = ["measure_throughput", "DTYPES"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def percentile(values: List[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` in [0, 100] of ``values`` (numpy's default method)."""
-    if not values:
-        raise ValueError("percentile of an empty list")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def _rss_peak_mib() -> Optional[float]:
@@ -59,6 +49,80 @@ def _is_oom(e: BaseException) -> bool:
         return True
     msg = str(e).lower()
     return "out of memory" in msg or "can't allocate memory" in msg or "defaultcpuallocator" in msg
+
+
+def _settings(model: nn.Module, dev: torch.device, dtype: torch.dtype, hw: Tuple[int, int], **echo: Any) -> Dict[str, Any]:
+    """The result dict with the settings echoed and every figure still None."""
+    dtype_name = next((k for k, v in DTYPES.items() if v == dtype), str(dtype))
+    result: Dict[str, Any] = {
+        "batch_size": echo.pop("batch_size"), "image_size": list(hw), "in_chans": echo.pop("in_chans"),
+        "device": str(dev), "dtype": dtype_name, "channels_last": echo.pop("channels_last"),
+        "mode": "train" if echo.pop("train") else "inference", **echo,
+        "num_threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "torch": torch.__version__, "machine": platform.machine(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "images_per_s": None, "latency_ms": None, "p20_ms": None, "p80_ms": None, "mean_ms": None,
+        "timed_iters": 0, "total_time_s": None, "peak_memory_mib": None,
+        "memory_method": ("cuda: torch.cuda.max_memory_allocated during the timed run" if dev.type == "cuda"
+                          else "cpu: process peak RSS from resource.ru_maxrss (delta = growth during "
+                               "this measurement, 0 if an earlier peak was higher)"),
+        "error": None,
+    }
+    if dev.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(dev)
+    return result
+
+
+def _make_step(model: nn.Module, x: torch.Tensor, *, train: bool, compile: bool) -> Callable[[], None]:
+    """One timed unit: an inference forward (``eval`` + ``inference_mode``) or a full training step
+    (forward, cross-entropy against random labels, backward, ``AdamW.step``, ``zero_grad``)."""
+    run_model: Callable = torch.compile(model) if compile else model
+    if not train:
+        model.eval()
+
+        def infer() -> None:
+            with torch.inference_mode():
+                run_model(x)
+
+        return infer
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target: Optional[torch.Tensor] = None
+
+    def step() -> None:
+        nonlocal target
+        out = run_model(x)
+        if target is None:
+            target = torch.randint(0, out.shape[-1], (x.shape[0],), device=x.device)
+        nn.functional.cross_entropy(out.float(), target).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _time_steps(step: Callable[[], None], *, warmup: int, iters: int, min_time: float,
+                max_iters: int) -> Tuple[List[float], float]:
+    """-> (seconds per step, total seconds): ``warmup`` untimed steps, then steps timed one by one with
+    torch.utils.benchmark's clock (it synchronises the accelerator) until ``iters`` steps and
+    ``min_time`` seconds are both reached, at most ``max_iters``."""
+    for _ in range(warmup):
+        step()
+    times: List[float] = []
+    t_start = synced_clock()
+    while len(times) < max_iters and (len(times) < iters or synced_clock() - t_start < min_time):
+        t0 = synced_clock()
+        step()
+        times.append(synced_clock() - t0)
+    return times, synced_clock() - t_start
+
+
+def _figures(times: List[float], total: float, batch_size: int) -> Dict[str, Any]:
+    med = statistics.median(times)
+    p20, p80 = np.percentile(times, [20, 80])
+    return {"images_per_s": batch_size / med, "latency_ms": med * 1e3, "p20_ms": float(p20) * 1e3,
+            "p80_ms": float(p80) * 1e3, "mean_ms": statistics.fmean(times) * 1e3, "timed_iters": len(times),
+            "total_time_s": total}
 
 
 def measure_throughput(
@@ -103,81 +167,17 @@ def measure_throughput(
         raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False")
     if num_threads is not None and dev.type == "cpu":
         torch.set_num_threads(num_threads)
-    dtype_name = next(k for k, v in DTYPES.items() if v == dtype) if dtype in DTYPES.values() else str(dtype)
-    result: Dict[str, Any] = {
-        "batch_size": batch_size,
-        "image_size": list(hw),
-        "in_chans": in_chans,
-        "device": str(dev),
-        "dtype": dtype_name,
-        "channels_last": channels_last,
-        "mode": "train" if train else "inference",
-        "warmup": warmup,
-        "iters": iters,
-        "min_time": min_time,
-        "num_threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "compile": compile,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "params": sum(p.numel() for p in model.parameters()),
-        "images_per_s": None,
-        "latency_ms": None,
-        "p20_ms": None,
-        "p80_ms": None,
-        "mean_ms": None,
-        "timed_iters": 0,
-        "total_time_s": None,
-        "peak_memory_mib": None,
-        "memory_method": ("cuda: torch.cuda.max_memory_allocated during the timed run" if dev.type == "cuda"
-                          else "cpu: process peak RSS from resource.ru_maxrss (delta = growth during "
-                               "this measurement, 0 if an earlier peak was higher)"),
-        "error": None,
-    }
-    if dev.type == "cuda":
-        result["gpu"] = torch.cuda.get_device_name(dev)
-
-    sync: Callable[[], None] = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    result = _settings(model, dev, dtype, hw, batch_size=batch_size, in_chans=in_chans, channels_last=channels_last,
+                       train=train, warmup=warmup, iters=iters, min_time=min_time, compile=compile)
     rss_before = _rss_peak_mib()
     try:
-        model = model.to(device=dev, dtype=dtype)
         mf = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(memory_format=mf)
+        model = model.to(device=dev, dtype=dtype).to(memory_format=mf)
         x = torch.randn(batch_size, in_chans, *hw, device=dev, dtype=dtype).contiguous(memory_format=mf)
-        run_model: Callable = torch.compile(model) if compile else model
-        if train:
-            model.train()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            target: Optional[torch.Tensor] = None
-
-            def step() -> None:
-                nonlocal target
-                out = run_model(x)
-                if target is None:
-                    target = torch.randint(0, out.shape[-1], (batch_size,), device=dev)
-                loss = nn.functional.cross_entropy(out.float(), target)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        else:
-            model.eval()
-
-            def step() -> None:
-                with torch.inference_mode():
-                    run_model(x)
-
-        for _ in range(warmup):
-            step()
-        sync()
+        step = _make_step(model, x, train=train, compile=compile)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        times: List[float] = []
-        t_start = time.perf_counter()
-        while len(times) < max_iters and (len(times) < iters or time.perf_counter() - t_start < min_time):
-            t0 = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - t0)
-        total = time.perf_counter() - t_start
+        times, total = _time_steps(step, warmup=warmup, iters=iters, min_time=min_time, max_iters=max_iters)
     except (RuntimeError, MemoryError) as e:
         if not _is_oom(e):
             raise
@@ -185,17 +185,7 @@ def measure_throughput(
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         return result
-
-    med = statistics.median(times)
-    result.update(
-        images_per_s=batch_size / med,
-        latency_ms=med * 1e3,
-        p20_ms=percentile(times, 20) * 1e3,
-        p80_ms=percentile(times, 80) * 1e3,
-        mean_ms=statistics.fmean(times) * 1e3,
-        timed_iters=len(times),
-        total_time_s=total,
-    )
+    result.update(_figures(times, total, batch_size))
     if dev.type == "cuda":
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
     else:

@@ -33,7 +33,7 @@ from archdsl.compiler.context import BuildContext, Locate, PathT, _Origin, accep
 from archdsl.compiler.graph import TemplateBlock
 from archdsl.compiler.nodes import NodeBuilder, record_origins
 from archdsl.errors import SpecError, did_you_mean
-from archdsl.language.schema import ref_parts
+from archdsl.language.schema import StagePlan, ref_parts
 from archdsl.language.templates import block_kind, load_template
 from archdsl.layouts import LAYOUTS
 
@@ -71,42 +71,45 @@ class Compiler:
         return ctx.construct_cls(f"{kind} '{name}'", target, args, opts, name=name)
 
     # ---------------------------------------------------------------- blocks
-    def block(self, *, ref: Any, ref_path: PathT, mixer: Any, mixer_path: PathT, dim: int, heads: int,
-              drop_path: float, stage: int, index: int, dim_path: PathT, heads_path: PathT,
+    def block(self, plan: StagePlan, index: int, *, drop_path: float,
               grid: Optional[Sequence[int]] = None) -> nn.Module:
-        """One block of stage ``stage``: a template instance or a Python block. ``grid``: the stage's
-        token grid ``[H, W]`` at the spec's ``image_size`` (template variable ``$grid``)."""
-        name, opts = ref_parts(ref)
-        where = f"in stage {stage} block {index}, dim {dim}"
-        mixer_ref = copy.deepcopy(mixer)
+        """Block ``index`` of the stage ``plan`` describes: a template instance or a Python block.
+        ``grid``: the stage's token grid ``[H, W]`` at the spec's ``image_size`` (template variable
+        ``$grid``)."""
+        name, opts = ref_parts(plan.block)
+        where = f"in stage {plan.index} block {index}, dim {plan.dim}"
+        mixer_ref = copy.deepcopy(plan.mixer)
         if isinstance(mixer_ref, str):
             mixer_ref = {"type": mixer_ref}
-        if block_kind(ref, self.spec) == "python":
-            ctx = BuildContext(dim_in=dim, variables={}, drop_path=drop_path, path=tuple(ref_path),
+        if block_kind(plan.block, self.spec) == "python":
+            ctx = BuildContext(dim_in=plan.dim, variables={}, drop_path=drop_path, path=tuple(plan.block_path),
                                locate=lambda p: self.spec.locate(p), where=where)
-            target = registry.get("block", name)
-            return ctx.construct_cls(f"block '{name}'", target, (dim, heads, mixer_ref, drop_path), opts, name=name)
-        template = load_template(ref, self.spec, at=tuple(ref_path))
-        builtins = {"dim": dim, "heads": heads, "mixer": mixer_ref, "drop_path": drop_path,
-                    "drop_rate": float(getattr(self.spec, "drop_rate", 0.0) or 0.0), "stage": stage,
-                    "index": index}
-        builtins["grid"] = list(grid) if grid is not None else None
-        variables = template.variables(opts, builtins=builtins,
-                                       at=lambda sub: self.spec.locate(tuple(ref_path) + tuple(sub)))
+            return ctx.construct_cls(f"block '{name}'", registry.get("block", name),
+                                     (plan.dim, plan.heads, mixer_ref, drop_path), opts, name=name)
+        builtins = {"dim": plan.dim, "heads": plan.heads, "mixer": mixer_ref, "drop_path": drop_path,
+                    "drop_rate": float(getattr(self.spec, "drop_rate", 0.0) or 0.0), "stage": plan.index,
+                    "index": index, "grid": list(grid) if grid is not None else None}
+        return self._template_block(plan, opts, builtins, where)
+
+    def _template_block(self, plan: StagePlan, opts: Dict[str, Any], builtins: Dict[str, Any],
+                        where: str) -> TemplateBlock:
+        """Instantiate the block template with its variables and compile its body; errors about a
+        substituted ``$var`` point at the spec field the value came from."""
+        ref_path = tuple(plan.block_path)
+        template = load_template(plan.block, self.spec, at=ref_path)
+        variables = template.variables(opts, builtins=builtins, at=lambda sub: self.spec.locate(ref_path + tuple(sub)))
         spec_loc: Locate = lambda p: self.spec.locate(p)
-        var_origins = {"mixer": _Origin(spec_loc, tuple(mixer_path)), "dim": _Origin(spec_loc, tuple(dim_path)),
-                       "heads": _Origin(spec_loc, tuple(heads_path))}
-        for k in opts:
-            var_origins[k] = _Origin(spec_loc, tuple(ref_path) + (k,))
+        var_origins = {"mixer": _Origin(spec_loc, tuple(plan.mixer_path)), "dim": _Origin(spec_loc, plan.dim_path),
+                       "heads": _Origin(spec_loc, plan.heads_path)}
+        var_origins.update({k: _Origin(spec_loc, ref_path + (k,)) for k in opts})
         origins: Dict[PathT, _Origin] = {}
         record_origins(template.body, ("body",), var_origins, origins)
-        body = template.instantiate(variables)
-        ctx = BuildContext(dim_in=dim, variables=variables, drop_path=drop_path, path=("body",),
+        ctx = BuildContext(dim_in=plan.dim, variables=variables, drop_path=builtins["drop_path"], path=("body",),
                            locate=template.locate, where=where, origins=origins)
-        blk = TemplateBlock(template.name, dim)
-        prog, d_out, keeps = NodeBuilder().build(body, ctx, blk, [])
-        if d_out != dim:
-            raise ctx.error(f"block '{template.name}' must keep the width: body changes {dim} -> {d_out}")
+        blk = TemplateBlock(template.name, plan.dim)
+        prog, d_out, keeps = NodeBuilder().build(template.instantiate(variables), ctx, blk, [])
+        if d_out != plan.dim:
+            raise ctx.error(f"block '{template.name}' must keep the width: body changes {plan.dim} -> {d_out}")
         if not keeps:
             raise ctx.error(f"block '{template.name}' must keep the token grid (it has a strided conv)")
         blk.program = prog

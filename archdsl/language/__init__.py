@@ -111,9 +111,9 @@ def _finish(data: dict, positions: Positions, display: str, overrides: Iterable[
             except SpecError as e:
                 raise e.located(**spec.locate(("plugins", i))) from None
     for entry in spec.stage_plan():
-        ref = entry["block"]
+        ref = entry.block
         if block_kind(ref, spec) == "template":
-            load_template(ref, spec, at=entry["block_path"])
+            load_template(ref, spec, at=entry.block_path)
     return spec
 
 
@@ -126,10 +126,10 @@ def resolved_data(spec: ModelSpec) -> dict:
     blocks = dict(data.get("blocks") or {})
     renames: dict[str, str] = {}
     for entry in spec.stage_plan():
-        name, _ = ref_parts(entry["block"])
-        if block_kind(entry["block"], spec) != "template" or name in blocks or name in renames:
+        name, _ = ref_parts(entry.block)
+        if block_kind(entry.block, spec) != "template" or name in blocks or name in renames:
             continue
-        tpl = load_template(entry["block"], spec, at=entry["block_path"])
+        tpl = load_template(entry.block, spec, at=entry.block_path)
         key = name
         if tpl.origin == "file":
             key = tpl.name

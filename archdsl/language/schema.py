@@ -9,6 +9,7 @@ Cross-field rules (list lengths, layout-specific fields, stage indices) are chec
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Literal, Optional, Union
 
 from pydantic import (
@@ -25,7 +26,7 @@ from typing_extensions import Annotated
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.yaml_loader import PathT, Positions, format_path, parse_path
 
-__all__ = ["ModelSpec", "StagesSpec", "StageOverride", "TemplateModel", "ComponentRef", "ref_parts",
+__all__ = ["ModelSpec", "StagePlan", "StagesSpec", "StageOverride", "TemplateModel", "ComponentRef", "ref_parts",
            "validation_error_to_spec_error", "check_semantics", "fields_at", "json_schema"]
 
 # ---------------------------------------------------------------- component references
@@ -148,6 +149,23 @@ class TemplateModel(_Strict):
     doc: Optional[str] = Field(None, description="free text")
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """What the compiler builds for one stage: ``depth`` blocks of width ``dim`` with ``heads``, the
+    effective ``block`` / ``mixer`` refs (after ``stages.override``) and where each was written."""
+
+    index: int
+    dim: int
+    depth: int
+    heads: int
+    block: Any
+    block_path: PathT
+    mixer: Any
+    mixer_path: PathT
+    dim_path: PathT
+    heads_path: PathT
+
+
 class ModelSpec(_Strict):
     """A model spec: layout, sizes and the components each part is built from."""
 
@@ -213,17 +231,19 @@ class ModelSpec(_Strict):
         return copy.deepcopy(self._raw)
 
     # ------------------------------------------------------------ per-stage view for the compiler
-    def stage_plan(self) -> list[dict]:
-        """One dict per stage: ``index, dim, depth, heads, block, mixer`` (effective refs after
-        ``stages.override``) and ``block_path`` / ``mixer_path`` (key paths for errors).
-        The isotropic layout is one stage."""
+    def stage_plan(self) -> "list[StagePlan]":
+        """One :class:`StagePlan` per stage (effective block / mixer refs after ``stages.override``,
+        and the key paths where each value was written, for errors). The isotropic layout is one stage."""
         if self.layout == "isotropic":
-            return [{"index": 0, "dim": self.dim, "depth": self.depth, "heads": self.heads,
-                     "block": self.block, "block_path": ("block",),
-                     "mixer": self.mixer, "mixer_path": ("mixer",)}]
+            return [StagePlan(index=0, dim=self.dim, depth=self.depth, heads=int(self.heads or 1),
+                              block=self.block, block_path=("block",), mixer=self.mixer, mixer_path=("mixer",),
+                              dim_path=("dim",), heads_path=("heads",))]
         st = self.stages
         assert st is not None and st.dims is not None  # guaranteed by check_semantics
         heads = st.heads if isinstance(st.heads, list) else [st.heads] * len(st.dims)
+        written = self._raw.get("stages") or {}       # as written (dims / heads before broadcasting)
+        dims_from_embed = st.embed_dim is not None and "dims" not in written
+        heads_per_stage = isinstance(written.get("heads"), list)
         out = []
         for i, (d, n, h) in enumerate(zip(st.dims, st.depths, heads)):
             ov = st.override.get(i)
@@ -233,8 +253,10 @@ class ModelSpec(_Strict):
                 block, bpath = merge_ref(self.block, ov.block), ("stages", "override", i, "block")
             if ov is not None and ov.mixer is not None:
                 mixer, mpath = merge_ref(self.mixer, ov.mixer), ("stages", "override", i, "mixer")
-            out.append({"index": i, "dim": d, "depth": n, "heads": h, "block": block, "block_path": bpath,
-                        "mixer": mixer, "mixer_path": mpath})
+            out.append(StagePlan(index=i, dim=d, depth=n, heads=int(h or 1), block=block, block_path=bpath,
+                                 mixer=mixer, mixer_path=mpath,
+                                 dim_path=("stages", "embed_dim") if dims_from_embed else ("stages", "dims", i),
+                                 heads_path=("stages", "heads", i) if heads_per_stage else ("stages", "heads")))
         return out
 
 

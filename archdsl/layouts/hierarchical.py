@@ -62,27 +62,19 @@ def check_heads(spec: Any, dim: int, heads: int, path: tuple) -> None:
 
 def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     plan = spec.stage_plan()
-    dims = [int(p["dim"]) for p in plan]
-    dpr = drop_path_schedule(spec.drop_path or 0.0, sum(int(p["depth"]) for p in plan))
+    dims = [p.dim for p in plan]
+    dpr = drop_path_schedule(spec.drop_path or 0.0, sum(p.depth for p in plan))
     stem = c.component("stem", spec.stem or DEFAULT_STEM, ("stem",), (spec.in_chans, dims[0]))
     r0 = stem_reduction(stem, spec.in_chans)
     side = math.ceil(c.image_size / r0) if r0 else None   # token grid side at the spec's image_size
     pos = build_posenc(spec, c, dims[0], side)
-    written = spec.to_dict().get("stages") or {}           # as written (dims / heads before broadcasting)
-    dims_from_embed = spec.stages.embed_dim is not None and "dims" not in written
-    heads_per_stage = isinstance(written.get("heads"), list)
     stages, k = [], 0
     for i, p in enumerate(plan):
-        dim, heads = dims[i], int(p["heads"] or 1)
-        heads_path = ("stages", "heads", i) if heads_per_stage else ("stages", "heads")
-        check_heads(spec, dim, heads, heads_path)
-        dim_path = ("stages", "embed_dim") if dims_from_embed else ("stages", "dims", i)
+        dim = dims[i]
+        check_heads(spec, dim, p.heads, p.heads_path)
         blocks = []
-        for j in range(int(p["depth"])):
-            blocks.append(c.block(ref=p["block"], ref_path=p["block_path"], mixer=p["mixer"],
-                                  mixer_path=p["mixer_path"], dim=dim, heads=heads, drop_path=dpr[k],
-                                  stage=i, index=j, dim_path=dim_path, heads_path=heads_path,
-                                  grid=[side, side] if side else None))
+        for j in range(p.depth):
+            blocks.append(c.block(p, j, drop_path=dpr[k], grid=[side, side] if side else None))
             k += 1
         ds = None
         if i < len(plan) - 1:

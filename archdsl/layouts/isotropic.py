@@ -28,10 +28,7 @@ def build_isotropic(spec: Any, c: Any) -> ArchModel:
     pos = build_posenc(spec, c, dim, side)
     dpr = drop_path_schedule(spec.drop_path or 0.0, depth)
     plan = spec.stage_plan()[0]
-    blocks = [c.block(ref=plan["block"], ref_path=plan["block_path"], mixer=plan["mixer"],
-                      mixer_path=plan["mixer_path"], dim=dim, heads=heads, drop_path=dpr[j], stage=0, index=j,
-                      dim_path=("dim",), heads_path=("heads",), grid=[side, side] if side else None)
-              for j in range(depth)]
+    blocks = [c.block(plan, j, drop_path=dpr[j], grid=[side, side] if side else None) for j in range(depth)]
     head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dim, spec.num_classes),
                        defaults={"drop": spec.drop_rate})
     return ArchModel(stem=stem, stages=[Stage(blocks, None)], head=head, pos_embed=pos, spec=spec,

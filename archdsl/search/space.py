@@ -245,9 +245,9 @@ def _resolve_base(base_path: Path) -> dict:
     own = set((loaded.to_dict().get("blocks") or {}))
     blocks = data.get("blocks") or {}
     for entry in loaded.stage_plan():
-        if spec_mod.block_kind(entry["block"], loaded) != "template":
+        if spec_mod.block_kind(entry.block, loaded) != "template":
             continue
-        tpl = spec_mod.load_template(entry["block"], loaded, at=entry["block_path"])
+        tpl = spec_mod.load_template(entry.block, loaded, at=entry.block_path)
         if tpl.origin == "builtin" and tpl.name not in own:
             blocks.pop(tpl.name, None)
     if not blocks:

@@ -1,7 +1,4 @@
 """archdsl.spec is the old name of archdsl.language: kept importable for one release."""
-import archdsl.errors
-import archdsl.language
-import archdsl.language.schema
 
 
 def test_old_module_names_are_the_new_modules():

@@ -112,7 +112,7 @@ def test_override_on_a_component_name_makes_a_mapping(tiny):
 
 def test_override_adds_stage_override(tiny):
     spec = load_spec(tiny, ["stages.override.1.mixer=softmax_attention"])
-    assert spec.stage_plan()[1]["mixer"] == "softmax_attention"
+    assert spec.stage_plan()[1].mixer == "softmax_attention"
 
 
 def test_override_null_deletes(tiny):

@@ -22,7 +22,7 @@ def test_tiny_loads_with_defaults(tmp_path):
     assert spec.stages.dims == [8, 16] and spec.stages.heads == [2, 4]
     assert spec.block == {"type": "mlla", "mlp_ratio": 2.0}
     plan = spec.stage_plan()
-    assert [(s["dim"], s["depth"], s["heads"]) for s in plan] == [(8, 1, 2), (16, 2, 4)]
+    assert [(s.dim, s.depth, s.heads) for s in plan] == [(8, 1, 2), (16, 2, 4)]
 
 
 def test_embed_dim_and_int_heads_are_normalised(tmp_path):
@@ -95,9 +95,9 @@ def test_override_index_range(tmp_path):
 def test_stage_override_patch_merges_onto_global_mixer(tmp_path):
     text = TINY.replace("  heads: [2, 4]\n", "  heads: [2, 4]\n  override:\n    1: {mixer: {normalize: false}}\n")
     plan = load_spec(write(tmp_path, "t.yaml", text)).stage_plan()
-    assert plan[0]["mixer"] == {"type": "linear_attention", "positional": ["rope2d", "lepe"]}
-    assert plan[1]["mixer"] == {"type": "linear_attention", "positional": ["rope2d", "lepe"], "normalize": False}
-    assert plan[1]["mixer_path"] == ("stages", "override", 1, "mixer")
+    assert plan[0].mixer == {"type": "linear_attention", "positional": ["rope2d", "lepe"]}
+    assert plan[1].mixer == {"type": "linear_attention", "positional": ["rope2d", "lepe"], "normalize": False}
+    assert plan[1].mixer_path == ("stages", "override", 1, "mixer")
 
 
 def test_locate_falls_back_to_parent(tmp_path):
@@ -170,3 +170,13 @@ def test_mapping_keys_of_the_wrong_type(tmp_path):
     assert str(e) == f"{p}:11:5: stages.override: keys of 'stages.override' must be integers (stage indices), got '1'"
     e, p = _err(tmp_path, TINY + "blocks:\n  1: {body: gelu}\n")
     assert str(e) == f"{p}:17:3: blocks: keys of 'blocks' must be strings (names), got 1"
+
+
+def test_stage_plan_says_where_dims_and_heads_were_written(tmp_path):
+    spec = load_spec(write(tmp_path, "t.yaml", TINY))
+    assert [(p.dim_path, p.heads_path) for p in spec.stage_plan()] == [
+        (("stages", "dims", 0), ("stages", "heads", 0)), (("stages", "dims", 1), ("stages", "heads", 1))]
+    text = TINY.replace("dims: [8, 16]", "embed_dim: 8").replace("heads: [2, 4]", "heads: 2")
+    plan = load_spec(write(tmp_path, "u.yaml", text)).stage_plan()
+    assert [(p.dim, p.heads, p.dim_path, p.heads_path) for p in plan] == [
+        (8, 2, ("stages", "embed_dim"), ("stages", "heads")), (16, 2, ("stages", "embed_dim"), ("stages", "heads"))]

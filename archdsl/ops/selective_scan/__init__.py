@@ -3,11 +3,13 @@
 Backends: "cuda" (mamba_ssm's kernel; CUDA tensors, when importable), "cpp" (our C++ CPU kernel,
 compiled once and cached), "chunked" (pure PyTorch, any device), "ref" (sequential loop).
 ``backend="auto"`` (default) picks cuda > cpp > chunked for the tensors given; which one ran is
-returned by :func:`last_backend` (and ``selective_scan.last_backend``), never hidden.
+returned by :func:`last_backend` (recorded in :mod:`archdsl.ops.dispatch`), never hidden.
 """
 from __future__ import annotations
 
 from typing import Optional
+
+from archdsl.ops import dispatch
 
 from .chunked import selective_scan_chunked
 from .cpp import cpp_available, cpp_build_error, selective_scan_cpp
@@ -80,16 +82,11 @@ def selective_scan(
     else:
         out = selective_scan_ref(*args)
         label = "ref"
-    _last[0] = label
-    selective_scan.last_backend = label  # type: ignore[attr-defined]
+    dispatch.record("selective_scan", label)
     return out
-
-
-_last: list = [None]
-selective_scan.last_backend = None  # type: ignore[attr-defined]
 
 
 def last_backend() -> Optional[str]:
     """Label of the backend the last :func:`selective_scan` call ran: 'cuda(mamba_ssm)', 'cpp',
     'chunked(T=..)' or 'ref' (None before the first call)."""
-    return _last[0]
+    return dispatch.last("selective_scan")

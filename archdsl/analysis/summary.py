@@ -5,7 +5,7 @@ MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` at batch 1 an
 products (``mm``, ``addmm``, ``bmm``, ``baddbmm`` -- so ``nn.Linear``, ``einsum`` and ``@`` count),
 convolutions (incl. depthwise) and scaled-dot-product attention kernels. Elementwise work (norms,
 activations, softmax, additions, RoPE rotations), pooling and interpolation are *not* counted, the
-same convention as the official MLLA numbers (REFERENCE.md §3).
+same convention as the official MLLA numbers (docs/paper.md §3).
 """
 from __future__ import annotations
 

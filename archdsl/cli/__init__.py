@@ -17,7 +17,7 @@ from archdsl.errors import SpecError
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.
-COMMANDS = ("build", "validate", "schema", "components", "bench", "report", "import_weights", "search")
+COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "search")
 
 
 class UserError(Exception):
@@ -31,12 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"archdsl.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"archdsl.cli.{name}":
-                continue
-            raise
+        mod = importlib.import_module(f"archdsl.cli.{name}")
         sp = mod.add_parser(sub)
         sp.set_defaults(_run=mod.run)
     return p

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from archdsl.cli import UserError
 
-# The paper's numbers (REFERENCE.md §2, §2a, §3, §7), keyed by spec ``name``. ``params``/``gmacs``
+# The paper's numbers (docs/paper.md §2, §2a, §3, §7), keyed by spec ``name``. ``params``/``gmacs``
 # in ``official`` are counted on the official code (exact targets); ``paper`` as printed.
 PAPER: Dict[str, Dict[str, Any]] = {
     # Table 1 (Swin-T macro, ImageNet-1K, 224², RTX3090 throughput)

@@ -1,4 +1,4 @@
-"""Import official MLLA checkpoints (github.com/LeapLabTHU/MLLA, REFERENCE.md §5) into a compiled spec.
+"""Import official MLLA checkpoints (github.com/LeapLabTHU/MLLA, docs/paper.md §5) into a compiled spec.
 
 The official layout::
 

@@ -313,13 +313,6 @@ def fields_at(path: PathT) -> Optional[list[str]]:
     return None
 
 
-def _model_for(path: PathT) -> Optional[type]:
-    p = tuple(path)
-    return {(): ModelSpec, ("stages",): StagesSpec}.get(p) or (
-        StageOverride if len(p) == 3 and p[:2] == ("stages", "override") else
-        TemplateModel if len(p) == 2 and p[0] == "blocks" else None)
-
-
 # ---------------------------------------------------------------- pydantic errors -> SpecError
 _TYPE_WORDS = {
     "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",

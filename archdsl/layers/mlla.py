@@ -1,4 +1,4 @@
-"""MLLA-specific stem and downsampler (REFERENCE.md §4), with the official submodule names.
+"""MLLA-specific stem and downsampler (docs/paper.md §4), with the official submodule names.
 
 ``mlla_stem`` (patch size 4): ``img [B, 3, H, W] -> (tokens [B, H/4 * W/4, C], (H/4, W/4))``::
 

@@ -2,7 +2,7 @@
 
 - ``ape``    learned absolute embedding [1, h0*w0, C] for a base grid, bicubic-resized to other grids.
 - ``cpe``    conditional PE: x + dwconv3x3(x) (with bias).
-- ``rope2d`` rotary 2-D embedding as the official MLLA code (REFERENCE.md §4), computed for the
+- ``rope2d`` rotary 2-D embedding as the official MLLA code (docs/paper.md §4), computed for the
              actual grid (tables cached by archdsl.ops.rope); no state-dict entry.
 - ``rope1d`` rotary 1-D embedding over the row-major token index.
 :class:`LePE` (dwconv3x3 with bias on V, added to a mixer's output) is not a ``(x, hw) -> x``

@@ -1,6 +1,6 @@
 """Rotary position embeddings (RoPE), 1-D and the 2-D form of the official MLLA code.
 
-2-D (MLLA, REFERENCE.md §4): for a channel dim C, k_max = C/4 frequencies θ_k = base^(-k/k_max);
+2-D (MLLA, docs/paper.md §4): for a channel dim C, k_max = C/4 frequencies θ_k = base^(-k/k_max);
 token (i, j) of an H×W grid gets the angles [i·θ_0..i·θ_{k_max-1}, j·θ_0..j·θ_{k_max-1}] (C/2
 angles), and consecutive channel pairs (2m, 2m+1) of x are (real, imag) parts rotated by angle m.
 1-D: k_max = C/2 frequencies θ_k = base^(-k/k_max), angle(n, k) = n·θ_k.

@@ -1,5 +1,5 @@
 """MLLA's attention == a literal re-implementation of the official LinearAttention.forward
-(github.com/LeapLabTHU/MLLA models/mlla.py, REFERENCE.md §4), written here from the paper's
+(github.com/LeapLabTHU/MLLA models/mlla.py, docs/paper.md §4), written here from the paper's
 description, at several grids (square, non-square, batch 1) and in float64."""
 from __future__ import annotations
 

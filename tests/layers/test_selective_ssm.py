@@ -1,4 +1,4 @@
-"""selective_ssm: Mamba's initialisation (REFERENCE.md §6), parameter counts per scan order, the
+"""selective_ssm: Mamba's initialisation (docs/paper.md §6), parameter counts per scan order, the
 multi-direction scan against a per-direction loop, and that a model-level init keeps it."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The unified formulation as executable facts (REFERENCE.md §1).
+"""The unified formulation as executable facts (docs/paper.md §1).
 
 selective SSM  ==  linear attention + input gate Δ + forget gate exp(ΔA) + shortcut D
                    − normalization − multi-head   (causal row order), on the same parameters.

@@ -15,7 +15,7 @@ def _complex_ref(x, angles):
 
 
 def _mlla_angles(H, W, C, base=10000.0):
-    # Written from REFERENCE.md §4, independently of the implementation: angle(i, j, k).
+    # Written from docs/paper.md §4, independently of the implementation: angle(i, j, k).
     k_max = C // 4
     out = torch.empty(H, W, C // 2, dtype=torch.float64)
     for i in range(H):

@@ -1,4 +1,4 @@
-"""The unified formulation at the op level (REFERENCE.md §1), float64.
+"""The unified formulation at the op level (docs/paper.md §1), float64.
 
 Selective SSM = linear attention with C ↔ Q, B ↔ K, x ↔ V, an input gate Δ on V, a forget gate
 exp(Δ A) and a shortcut D, without normalisation. Because exp(Δ A) differs per (channel, state),

@@ -1,5 +1,5 @@
 """A straightforward, independent re-implementation of the official MLLA module structure
-(github.com/LeapLabTHU/MLLA models/mlla.py, REFERENCE.md §4/§5) for tests and the benchmark.
+(github.com/LeapLabTHU/MLLA models/mlla.py, docs/paper.md §4/§5) for tests and the benchmark.
 
 It uses nothing from archdsl: plain torch modules, a fixed input resolution per block, RoPE as a
 persistent ``rotations`` buffer [H, W, C/2, 2] sized for that resolution (like the official code),

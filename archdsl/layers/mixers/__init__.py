@@ -54,7 +54,7 @@ def auto_rank(dim: int) -> int:
 
 def init_dt_projection(proj: nn.Linear, rank: int, dt_min: float = 1e-3, dt_max: float = 0.1,
                        dt_init_floor: float = 1e-4, dt_scale: float = 1.0) -> None:
-    """Mamba's dt_proj init (REFERENCE.md §6) in place: weight U(±rank^-0.5·dt_scale); bias =
+    """Mamba's dt_proj init (docs/paper.md §6) in place: weight U(±rank^-0.5·dt_scale); bias =
     softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], floored at dt_init_floor. The bias gets
     ``_no_reinit = True`` (Mamba's flag) so a model-level init can leave it alone."""
     if not 0 < dt_min <= dt_max:

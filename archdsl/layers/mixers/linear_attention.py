@@ -1,4 +1,4 @@
-"""``linear_attention``: linear attention with the paper's six switches (REFERENCE.md §1, §2b, §4).
+"""``linear_attention``: linear attention with the paper's six switches (docs/paper.md §1, §2b, §4).
 
 Defaults give MLLA's attention exactly (official ``LinearAttention``): ``qk`` Linear(C, 2C, bias),
 v = the input itself, φ = elu + 1, heads split the channels; with ``positional: [rope2d, lepe]``:
@@ -10,7 +10,7 @@ v = the input itself, φ = elu + 1, heads split the channels; with ``positional:
 - ``heads``        from the constructor; 1 = single head. ``key_dim`` sets the per-head key dim d.
 - ``input_gate``   Δ = softplus(x W1 W2) per token and channel (W1: C×C0 no bias, W2: C0×C with
                    bias, C0 = ``gate_rank``), applied as Δ ⊙ V. This is Mamba's Δ (x_proj's dt rows,
-                   dt_proj), initialised like Mamba (REFERENCE.md §6).
+                   dt_proj), initialised like Mamba (docs/paper.md §6).
 - ``forget_gate``  True: Mamba-1 decay Ã_i = exp(Δ_i A) per (channel, key dim), A = -exp(A_log)
                    [C, d], through ``ops.selective_scan`` (groups = heads, d_state = key dim) in a
                    causal scan over ``scan_order``; "scalar": one decay per head and token,

@@ -1,7 +1,7 @@
 """``selective_ssm``: the Mamba S6 selective scan as a token mixer over a 2-D scan order.
 
 x: [B, N, C] (C = Mamba's d_inner; the block template does in_proj, conv and the z gate) ->
-[B, N, C]. Per scan direction (REFERENCE.md §6, mamba_simple.Mamba names):
+[B, N, C]. Per scan direction (docs/paper.md §6, mamba_simple.Mamba names):
     x_proj  Linear(C, dt_rank + 2·d_state, bias=False) -> (dt, B, C)
     dt_proj Linear(dt_rank, C, bias=True)                -> Δ = softplus(dt_proj(dt))
     A_log   [C, d_state] (A = -exp(A_log), init log(1..d_state)), D [C] (init 1)

@@ -1,4 +1,4 @@
-"""selective_scan with mamba_ssm's interface (REFERENCE.md §6) and several backends.
+"""selective_scan with mamba_ssm's interface (docs/paper.md §6) and several backends.
 
 Backends: "cuda" (mamba_ssm's kernel; CUDA tensors, when importable), "cpp" (our C++ CPU kernel,
 compiled once and cached), "chunked" (pure PyTorch, any device), "ref" (sequential loop).

@@ -10,7 +10,7 @@ from .._numerics import compute_dtype as compute_dtype  # re-exported for the ba
 
 
 def check_args(u, delta, A, B, C, D, z, delta_bias) -> int:
-    """Validate shapes (REFERENCE.md §6); return the number of groups of B/C (1 for 3-D B/C)."""
+    """Validate shapes (docs/paper.md §6); return the number of groups of B/C (1 for 3-D B/C)."""
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, dim, L); got shape {tuple(u.shape)}")
     batch, dim, L = u.shape

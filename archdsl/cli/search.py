@@ -46,6 +46,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="Optuna sampler (default tpe; multi-objective with constraints)")
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default=None,
                    help="pruner for single-objective searches (default median)")
+    p.add_argument("--throughput-model", default=None, metavar="MODEL",
+                   help="measure (default: time each model on --device) or roofline:NAME to predict images/s "
+                        "for another device: a preset (rtx3090, a100, h100, h200) or a file from "
+                        "`archdsl calibrate`")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                          epochs=args.epochs, device=args.device, storage=args.storage, study=args.study,
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
                          threads=args.threads or None,
-                         pruner=args.pruner, progress=not args.no_progress)
+                         pruner=args.pruner, progress=not args.no_progress,
+                         throughput_model=args.throughput_model)
 
     def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
         raise KeyboardInterrupt

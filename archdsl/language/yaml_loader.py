@@ -14,7 +14,8 @@ Lines and columns are 1-based.
 
 Differences from plain ``yaml.safe_load`` (all reported as :class:`SpecError`):
 duplicate keys are rejected with both positions, syntax errors carry ``FILE:LINE:COL``, tags other
-than the safe ones fail as in ``safe_load``, recursive aliases and alias bombs are refused.
+than the safe ones fail as in ``safe_load``, recursive aliases and alias bombs are refused. One
+deliberate difference in values: ``2e-3`` / ``1e6`` / ``4.69e13`` are floats (YAML 1.2), not strings.
 """
 from __future__ import annotations
 
@@ -66,15 +67,15 @@ def parse_path(text: str) -> PathT:
 class _Loader(yaml.SafeLoader):
     """SafeLoader used only to compose nodes and construct scalars (no python tags).
 
-    One fix over YAML 1.1: floats written without a dot (``2e-3``, ``1e6``) are floats, as in YAML
-    1.2 and JSON (``safe_load`` reads them as strings), so no reader of specs, spaces or recipes
+    One fix over YAML 1.1: floats with an exponent but no dot or no exponent sign (``2e-3``, ``1e6``,
+    ``4.69e13``) are floats, as in YAML 1.2 and JSON (``safe_load`` reads them as strings), so no reader of specs, spaces or recipes
     converts numeric strings by hand."""
 
 
-# YAML 1.2 floats: the 1.1 resolver needs a '.' in the mantissa; add exponent-only forms first.
-_FLOAT_12 = re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$")
+# YAML 1.2 floats: the 1.1 resolver needs a '.' and a signed exponent; add the other exponent forms first.
+_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-for _first in "-+0123456789":
+for _first in "-+.0123456789":
     _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:float", _FLOAT_12))
 
 

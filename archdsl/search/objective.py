@@ -27,6 +27,7 @@ import yaml
 from archdsl.analysis import summary
 from archdsl.analysis.benchmark import _is_oom as is_torch_oom
 from archdsl.analysis.benchmark import measure_throughput
+from archdsl.analysis.roofline import predict_model
 from archdsl.compiler import build_model
 from archdsl.errors import SpecError
 from archdsl.language import load_spec_dict, spec_hash
@@ -46,6 +47,7 @@ class TrialContext:
     train: TrainConfig                         # the recipe before per-trial ``train.*`` samples
     device: str = "cpu"
     throughput: dict = field(default_factory=dict)   # measure_throughput settings
+    throughput_model: Any = None                     # a roofline DeviceProfile: predict instead of measuring
     prune: bool = False                        # single objective: report per-epoch accuracy, may prune
     build: Callable[[dict, str], tuple[Any, Any]] | None = None   # (spec_dict, source) -> (spec, model)
 
@@ -193,18 +195,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("accuracy", result.accuracy)
     trial.set_user_attr("train_seconds", round(result.seconds, 3))
 
-    tp_cfg = {"batch_size": 64, "warmup": 2, "iters": 5, "min_time": 0.25}
-    tp_cfg.update(ctx.throughput)
-    t0 = time.perf_counter()
-    tp = measure_throughput(model, image_size=ctx.data.image_size, in_chans=ctx.data.in_chans,
-                            device=ctx.device, **tp_cfg)
-    if tp.get("error"):
-        raise RuntimeError(f"throughput measurement failed: {tp['error']}")
-    metrics["throughput"] = float(tp["images_per_s"])
-    trial.set_user_attr("images_per_s", metrics["throughput"])
-    trial.set_user_attr("throughput_seconds", round(time.perf_counter() - t0, 3))
-    trial.set_user_attr("throughput_setup", {k: tp.get(k) for k in ("batch_size", "image_size", "device",
-                                                                      "dtype", "num_threads", "mode")})
+    metrics["throughput"] = _throughput(model, ctx, trial)
     if ctx.space.constraints:
         values = ctx.space.constraint_values(metrics)
         record_constraints(trial, list(ctx.space.constraints), values)
@@ -212,3 +203,26 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     else:
         trial.set_user_attr("feasible", True)
     return [float(metrics[o]) for o in ctx.objectives]
+
+
+def _throughput(model: torch.nn.Module, ctx: TrialContext, trial: Any) -> float:
+    """Images/s: measured on ``ctx.device`` (the space's ``throughput:`` settings), or predicted by the
+    roofline model for ``ctx.throughput_model`` (a DeviceProfile: searching here for another device)."""
+    tp_cfg = {"batch_size": 64, "warmup": 2, "iters": 5, "min_time": 0.25}
+    tp_cfg.update(ctx.throughput)
+    t0 = time.perf_counter()
+    if ctx.throughput_model is not None:
+        tp = predict_model(model, ctx.throughput_model, batch_size=int(tp_cfg["batch_size"]),
+                           image_size=ctx.data.image_size, in_chans=ctx.data.in_chans,
+                           dtype=str(tp_cfg.get("dtype", "float32")))
+        setup = {k: tp[k] for k in ("batch_size", "dtype", "profile")} | {"mode": "roofline"}
+    else:
+        tp = measure_throughput(model, image_size=ctx.data.image_size, in_chans=ctx.data.in_chans,
+                                device=ctx.device, **tp_cfg)
+        if tp.get("error"):
+            raise RuntimeError(f"throughput measurement failed: {tp['error']}")
+        setup = {k: tp.get(k) for k in ("batch_size", "image_size", "device", "dtype", "num_threads", "mode")}
+    trial.set_user_attr("images_per_s", float(tp["images_per_s"]))
+    trial.set_user_attr("throughput_seconds", round(time.perf_counter() - t0, 3))
+    trial.set_user_attr("throughput_setup", setup)
+    return float(tp["images_per_s"])

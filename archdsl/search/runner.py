@@ -20,6 +20,7 @@ import optuna
 import torch
 from tqdm import tqdm
 
+from archdsl.analysis.roofline import DeviceProfile, load_profile
 from archdsl.data import load_data
 from archdsl.errors import SpecError
 from archdsl.search import results
@@ -49,6 +50,7 @@ class SearchOptions:
     threads: int | None = 1                     # CPU intra-op threads (None: torch's default)
     sampler: str = "tpe"                        # tpe | nsga2 | random
     pruner: str | None = None                   # median | hyperband | none (single objective only)
+    throughput_model: str | None = None         # None/"measure": time on --device; "roofline:NAME|FILE": predict
     progress: bool = True
 
 
@@ -174,13 +176,27 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
         raise ValueError(f"study '{study_name}' was run with objectives {study.user_attrs['objectives']}, "
                          f"not {names}; use another --study name")
     ctx = TrialContext(space=space, objectives=names, data=data, train=cfg, device=device,
-                       throughput=dict(space.throughput), prune=pruner_name != "none", build=build)
+                       throughput=dict(space.throughput), throughput_model=_throughput_model(opts),
+                       prune=pruner_name != "none", build=build)
     log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {st.budget_count(study)}/{opts.budget} "
         f"trials counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
         f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}"
+        + (f"; throughput predicted for {ctx.throughput_model.name} (roofline)" if ctx.throughput_model else "")
         + (f" ({torch.get_num_threads()} thread(s))" if device == "cpu" else ""))
     return SearchSetup(study=study, storage=storage, url=url, ctx=ctx, names=names, directions=directions,
                        out=out)
+
+
+def _throughput_model(opts: SearchOptions) -> DeviceProfile | None:
+    """``--throughput-model``: None / ``measure`` (time each model on ``--device``) or
+    ``roofline:NAME`` (a preset such as rtx3090, a100, h100, h200, or a file from ``archdsl calibrate``)."""
+    spec = opts.throughput_model
+    if spec in (None, "", "measure"):
+        return None
+    kind, _, name = spec.partition(":")
+    if kind != "roofline" or not name:
+        raise ValueError(f"--throughput-model must be 'measure' or 'roofline:NAME', got {spec!r}")
+    return load_profile(name)
 
 
 def _pruner_name(opts: SearchOptions, names: list[str]) -> str:

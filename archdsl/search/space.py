@@ -334,34 +334,9 @@ def _parse_param(name: str, marker: Any, base: dict, earlier: list[Param], posit
     else:
         _check_target(path, base, positions, at, file)
     if kind == "choice":
-        choices = marker["choice"]
-        if not isinstance(choices, list) or not choices:
-            raise _err("choice needs a non-empty list of values", positions, at + ("choice",), file)
-        labels = [_label(c) for c in choices]
-        if len(set(map(repr, labels))) != len(labels):
-            raise _err("choice has duplicate values", positions, at + ("choice",), file)
-        prm.choices = choices
-        if "step" in marker or "log" in marker:
-            raise _err("'step' and 'log' apply to int/float markers, not choice", positions, at, file)
+        _parse_choice(prm, marker, positions, at, file)
     else:
-        rng = marker[kind]
-        if not isinstance(rng, list) or len(rng) != 2:
-            raise _err(f"{kind} needs [low, high], got {rng!r}", positions, at + (kind,), file)
-        integer = kind == "int"
-        prm.low = _number(rng[0], f"{kind} low", positions, at + (kind,), file, integer=integer)
-        prm.high = _number(rng[1], f"{kind} high", positions, at + (kind,), file, integer=integer)
-        if prm.low > prm.high:
-            raise _err(f"low {rng[0]} is greater than high {rng[1]}", positions, at + (kind,), file)
-        if "step" in marker:
-            prm.step = _number(marker["step"], "step", positions, at + ("step",), file, integer=integer)
-            if prm.step <= 0:
-                raise _err("step must be > 0", positions, at + ("step",), file)
-        log = marker.get("log", False)
-        if not isinstance(log, bool):
-            raise _err(f"log must be true or false, got {log!r}", positions, at + ("log",), file)
-        prm.log = log
-        if log and (prm.low <= 0 or prm.step):
-            raise _err("log: true needs low > 0 and no step", positions, at + ("log",), file)
+        _parse_range(prm, marker, positions, at, file)
     when = marker.get("when", {})
     if not isinstance(when, dict):
         raise _err("when must be a mapping {dotted.field: value}", positions, at + ("when",), file)
@@ -378,6 +353,40 @@ def _parse_param(name: str, marker: Any, base: dict, earlier: list[Param], posit
                        at + ("when", key), file)
     prm.when = {str(k): v for k, v in when.items()}
     return prm
+
+
+def _parse_choice(prm: Param, marker: dict, positions: Positions, at: tuple, file: str) -> None:
+    choices = marker["choice"]
+    if not isinstance(choices, list) or not choices:
+        raise _err("choice needs a non-empty list of values", positions, at + ("choice",), file)
+    labels = [_label(c) for c in choices]
+    if len(set(map(repr, labels))) != len(labels):
+        raise _err("choice has duplicate values", positions, at + ("choice",), file)
+    prm.choices = choices
+    if "step" in marker or "log" in marker:
+        raise _err("'step' and 'log' apply to int/float markers, not choice", positions, at, file)
+
+
+def _parse_range(prm: Param, marker: dict, positions: Positions, at: tuple, file: str) -> None:
+    kind = prm.kind
+    rng = marker[kind]
+    if not isinstance(rng, list) or len(rng) != 2:
+        raise _err(f"{kind} needs [low, high], got {rng!r}", positions, at + (kind,), file)
+    integer = kind == "int"
+    prm.low = _number(rng[0], f"{kind} low", positions, at + (kind,), file, integer=integer)
+    prm.high = _number(rng[1], f"{kind} high", positions, at + (kind,), file, integer=integer)
+    if prm.low > prm.high:
+        raise _err(f"low {rng[0]} is greater than high {rng[1]}", positions, at + (kind,), file)
+    if "step" in marker:
+        prm.step = _number(marker["step"], "step", positions, at + ("step",), file, integer=integer)
+        if prm.step <= 0:
+            raise _err("step must be > 0", positions, at + ("step",), file)
+    log = marker.get("log", False)
+    if not isinstance(log, bool):
+        raise _err(f"log must be true or false, got {log!r}", positions, at + ("log",), file)
+    prm.log = log
+    if log and (prm.low <= 0 or prm.step):
+        raise _err("log: true needs low > 0 and no step", positions, at + ("log",), file)
 
 
 def _later_names(positions: Positions, name: str) -> list[str]:

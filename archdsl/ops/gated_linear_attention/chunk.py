@@ -33,6 +33,8 @@ def _max_chunk_decay(g: torch.Tensor, c: int) -> float:
     return float(-tot.min()) if tot.numel() else 0.0
 
 
+# One function on purpose, like fla's chunk kernels: the chunked algorithm reads top to bottom beside its
+# naive reference (naive.py); helpers would hide the per-chunk state that the tests compare.
 def chunk_gated_linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -32,6 +32,8 @@ def choose_chunk(d: torch.Tensor, A: torch.Tensor, chunk_size: int) -> int:
     return T
 
 
+# One function on purpose, like fla's chunk kernels: the chunked algorithm reads top to bottom beside its
+# naive reference (naive.py); helpers would hide the per-chunk state that the tests compare.
 def selective_scan_chunked(
     u,
     delta,

@@ -3,7 +3,8 @@
 Public API::
 
     compile_spec(spec) -> ArchModel                       # a validated ModelSpec (archdsl.language)
-    build_model(spec_or_path, overrides=(), *, device=None, image_size=None) -> ArchModel
+    build_model(spec_or_path, overrides=(), *, device=None, image_size=None,
+                features_only=None, out_indices=None) -> ArchModel
 
 Widths flow through every template node at compile time (``dim_in -> dim_out``), so a residual
 that changes the width, a branch whose paths disagree, an unknown component or a misspelled option
@@ -145,7 +146,29 @@ def init_weights(model: nn.Module) -> None:
 # public entry points
 
 
-def compile_spec(spec: Any, *, image_size: Optional[int] = None) -> nn.Module:
+def configure_features(model: nn.Module, spec: Any, features_only: Optional[bool] = None,
+                       out_indices: Any = None) -> None:
+    """Apply the spec's ``features:`` section and the ``features_only`` / ``out_indices`` arguments
+    (arguments win; ``features_only=None``: a backbone when the spec has ``features:``)."""
+    section = getattr(spec, "features", None)
+    if features_only is None:
+        features_only = section is not None
+    if not features_only and section is None:
+        if out_indices is not None:
+            raise SpecError("out_indices needs features_only=True (or a features: section in the spec)")
+        return
+    from_spec = out_indices is None and section is not None and section.out_indices is not None
+    indices = section.out_indices if from_spec else out_indices
+    try:
+        model.set_features(indices, norm=bool(section.norm) if section else False, features_only=features_only)
+    except ValueError as e:
+        if from_spec:
+            raise spec.error(("features", "out_indices"), str(e)) from None
+        raise SpecError(f"out_indices: {e}") from None
+
+
+def compile_spec(spec: Any, *, image_size: Optional[int] = None, features_only: Optional[bool] = None,
+                 out_indices: Any = None) -> nn.Module:
     """Validated ``ModelSpec`` -> model (``ArchModel``), weights initialised (deterministic under
     ``torch.manual_seed``). ``image_size`` replaces the model's ``default_input_size`` only: the
     architecture (e.g. an APE table sized for the spec's ``image_size``) stays that of the spec, so
@@ -156,6 +179,7 @@ def compile_spec(spec: Any, *, image_size: Optional[int] = None) -> nn.Module:
     if layout not in LAYOUTS:
         raise SpecError(f"unknown layout '{layout}'{did_you_mean(layout, LAYOUTS)}", **spec.locate(("layout",)))
     model = LAYOUTS[layout](spec, Compiler(spec))
+    configure_features(model, spec, features_only, out_indices)
     init_weights(model)
     if image_size is not None:
         model.default_input_size = (model.default_input_size[0], int(image_size), int(image_size))
@@ -163,12 +187,18 @@ def compile_spec(spec: Any, *, image_size: Optional[int] = None) -> nn.Module:
 
 
 def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any = None,
-                image_size: Optional[int] = None) -> nn.Module:
+                image_size: Optional[int] = None, features_only: Optional[bool] = None,
+                out_indices: Any = None) -> nn.Module:
     """Load (if a path or a dict), validate and compile a spec.
 
     ``device="meta"`` allocates no weights (validation only); other devices build on the CPU and
     move the model, so weights do not depend on the device. ``image_size`` sets
-    ``model.default_input_size`` (the size reports use); the model accepts any size anyway."""
+    ``model.default_input_size`` (the size reports use); the model accepts any size anyway.
+
+    ``features_only=True`` gives a backbone (timm's convention): no head, ``forward`` returns one
+    ``[B, C_i, H_i, W_i]`` map per ``out_indices`` entry (stage indices; block indices when
+    isotropic; default all stages), described by ``model.feature_info``. A spec with a
+    ``features: {out_indices, norm}`` section builds a backbone unless ``features_only=False``."""
     overrides = list(overrides or ())
     if isinstance(spec_or_path, (str, Path)):
         spec = spec_mod.load_spec(str(spec_or_path), overrides)
@@ -180,6 +210,6 @@ def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any
             raise SpecError("overrides need a spec file path or a dict (a loaded spec is already resolved)")
     if device is not None and str(device) == "meta":
         with torch.device("meta"):
-            return compile_spec(spec, image_size=image_size)
-    model = compile_spec(spec, image_size=image_size)
+            return compile_spec(spec, image_size=image_size, features_only=features_only, out_indices=out_indices)
+    model = compile_spec(spec, image_size=image_size, features_only=features_only, out_indices=out_indices)
     return model.to(device) if device is not None else model

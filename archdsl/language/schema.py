@@ -137,6 +137,18 @@ class StagesSpec(_Strict):
         json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}})
 
 
+class FeaturesSpec(_Strict):
+    """Multi-scale feature outputs: the model becomes a backbone (timm's ``features_only``)."""
+
+    out_indices: Optional[Union[List[int], PosInt]] = Field(
+        None, title="Feature indices",
+        description="stages (hierarchical) or blocks (isotropic) whose outputs are returned, increasing; "
+                    "negative = from the end; one int n = the last n. Default: every stage / four blocks")
+    norm: bool = Field(False, title="Per-output LayerNorm",
+                             description="a LayerNorm norm{i} on every output (the official MLLA / Swin "
+                                         "detection backbones)")
+
+
 class TemplateModel(_Strict):
     """A block template (same form as archdsl/blocks/*.yaml)."""
 
@@ -199,6 +211,9 @@ class ModelSpec(_Strict):
     dim: Optional[PosInt] = Field(None, title="Width (isotropic)")
     depth: Optional[PosInt] = Field(None, title="Number of blocks (isotropic)")
     heads: Optional[PosInt] = Field(None, title="Heads (isotropic)")
+    features: Optional[FeaturesSpec] = Field(
+        None, title="Feature outputs",
+        description="build a backbone returning multi-scale NCHW maps instead of logits (no head)")
     meta: Optional[Dict[str, Any]] = Field(None, title="Notes",
                                            description="free-form (paper, reported numbers); ignored by the compiler")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 HW = Tuple[int, int]
@@ -56,3 +57,9 @@ def map_to_tokens(x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
     """``[B, C, H, W] -> ([B, H*W, C], (H, W))``."""
     B, C, H, W = x.shape
     return x.flatten(2).transpose(1, 2), (H, W)
+
+
+def pad_to_multiple(img: torch.Tensor, p: int) -> torch.Tensor:
+    """Zero-pad ``[B, C, H, W]`` bottom/right so that H and W are multiples of ``p`` (Swin, MLLA)."""
+    H, W = img.shape[-2:]
+    return F.pad(img, (0, (-W) % p, 0, (-H) % p)) if H % p or W % p else img

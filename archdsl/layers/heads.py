@@ -1,5 +1,6 @@
 """Classification heads (kind ``"head"``): ``cls(dim, num_classes, **options)``,
-``forward(x[B, N, C], hw) -> logits[B, num_classes]``. ``num_classes == 0`` gives pooled features."""
+``forward(x[B, N, C], hw, pre_logits=False) -> logits[B, num_classes]`` (``pre_logits``: the pooled
+``[B, C]`` before the classifier ``fc``). ``num_classes == 0`` gives pooled features."""
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,9 @@ class NormPoolLinear(nn.Module):
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
-        return self.fc(self.drop(self.norm(x).mean(dim=1)))  # [B, N, C] -> [B, C] -> [B, K]
+    def forward(self, x: torch.Tensor, hw: HW | None = None, pre_logits: bool = False) -> torch.Tensor:
+        y = self.drop(self.norm(x).mean(dim=1))  # [B, N, C] -> [B, C]
+        return y if pre_logits else self.fc(y)  # -> [B, K]
 
 
 @register("head", "pool_linear")
@@ -34,5 +36,6 @@ class PoolLinear(nn.Module):
         self.drop = nn.Dropout(drop)
         self.fc = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
-        return self.fc(self.drop(x.mean(dim=1)))
+    def forward(self, x: torch.Tensor, hw: HW | None = None, pre_logits: bool = False) -> torch.Tensor:
+        y = self.drop(x.mean(dim=1))  # [B, N, C] -> [B, C]
+        return y if pre_logits else self.fc(y)

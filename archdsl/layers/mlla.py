@@ -1,12 +1,14 @@
 """MLLA-specific stem and downsampler (docs/paper.md §4), with the official submodule names.
 
-``mlla_stem`` (patch size 4): ``img [B, 3, H, W] -> (tokens [B, H/4 * W/4, C], (H/4, W/4))``::
+``mlla_stem`` (patch size 4): ``img [B, 3, H, W] -> (tokens [B, H/4 * W/4, C], (H/4, W/4))``; an image
+whose sides are not multiples of 4 is zero-padded bottom/right first (official detection backbone)::
 
     conv1 = conv3x3 s2 (in -> C/2, no bias) + BN + ReLU
     x = conv2(x) + x,  conv2 = [conv3x3 (C/2 -> C/2) + BN + ReLU, conv3x3 (C/2 -> C/2) + BN]
     conv3 = [conv3x3 s2 (C/2 -> 4C) + BN + ReLU, conv1x1 (4C -> C) + BN]
 
-``mlla_merge`` (MBConv-like, stride 2): ``(x [B, H*W, C], (H, W)) -> ([B, ceil(H/2)*ceil(W/2), C'], hw')``::
+``mlla_merge`` (MBConv-like, stride 2): ``(x [B, H*W, C], (H, W)) -> ([B, ceil(H/2)*ceil(W/2), C'], hw')``;
+an odd grid is zero-padded to even first (official detection backbone)::
 
     conv.0 = conv1x1 (C -> r C', bias) + ReLU
     conv.1 = dwconv3x3 s2 (r C', bias) + ReLU
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, check_tokens, map_to_tokens, tokens_to_map
+from archdsl.layers.base import HW, check_tokens, map_to_tokens, pad_to_multiple, tokens_to_map
 from archdsl.ops.rope import rope2d_angles
 from archdsl.registry import register
 
@@ -82,7 +84,7 @@ class MLLAStem(nn.Module):
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
         if img.dim() != 4:
             raise ValueError(f"mlla_stem expects images [B, C, H, W], got shape {tuple(img.shape)}")
-        x = self.conv1(img)
+        x = self.conv1(pad_to_multiple(img, 4))  # official detection backbone: pad to the patch size
         x = self.conv2(x) + x
         x = self.conv3(x)
         return map_to_tokens(x)
@@ -111,7 +113,10 @@ class MLLAMerge(nn.Module):
         self.dim_in, self.dim_out, self.hidden = dim_in, dim_out, hidden
 
     def forward(self, x: torch.Tensor, hw: HW) -> Tuple[torch.Tensor, HW]:
-        return map_to_tokens(self.conv(tokens_to_map(x, hw)))
+        m = tokens_to_map(x, hw)
+        if hw[0] % 2 or hw[1] % 2:  # as the official detection backbone: zero-pad an odd grid to even
+            m = F.pad(m, (0, hw[1] % 2, 0, hw[0] % 2))
+        return map_to_tokens(self.conv(m))
 
     def extra_repr(self) -> str:
         return f"dim_in={self.dim_in}, dim_out={self.dim_out}, hidden={self.hidden}"

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, map_to_tokens
+from archdsl.layers.base import HW, map_to_tokens, pad_to_multiple
 from archdsl.layers.primitives import Activation
 from archdsl.registry import register
 
@@ -29,11 +28,7 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim) if norm else None
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-        p = self.patch_size
-        H, W = img.shape[-2:]
-        if H % p or W % p:
-            img = F.pad(img, (0, (-W) % p, 0, (-H) % p))
-        x, hw = map_to_tokens(self.proj(img))  # [B, H/p * W/p, dim]
+        x, hw = map_to_tokens(self.proj(pad_to_multiple(img, self.patch_size)))  # [B, H/p * W/p, dim]
         if self.norm is not None:
             x = self.norm(x)
         return x, hw
@@ -52,7 +47,8 @@ class ConvBN(nn.Sequential):
 
 @register("stem", "conv_stem")
 class ConvStem(nn.Module):
-    """Two 3x3 stride-2 convs (patch 4): ``conv(in -> hidden) + BN + act``, ``conv(hidden -> dim) + BN``.
+    """Two 3x3 stride-2 convs (patch 4): ``conv(in -> hidden) + BN + act``, ``conv(hidden -> dim) + BN``;
+    the image is zero-padded bottom/right to a multiple of 4 first.
     ``hidden`` defaults to ``dim // 2``."""
 
     reduction = 4
@@ -64,4 +60,4 @@ class ConvStem(nn.Module):
         self.conv2 = ConvBN(hidden, dim, 3, 2, act=None)
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-        return map_to_tokens(self.conv2(self.conv1(img)))
+        return map_to_tokens(self.conv2(self.conv1(pad_to_multiple(img, 4))))

@@ -84,6 +84,7 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
         side = math.ceil(side / 2) if side else None
     head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dims[-1], spec.num_classes),
                        defaults={"drop": spec.drop_rate})
-    reduction = r0 * 2 ** (len(plan) - 1) if r0 else None
+    reductions = [r0 * 2 ** i if r0 else None for i in range(len(plan))]  # per stage (feature_info)
     return ArchModel(stem=stem, stages=stages, head=head, pos_embed=pos, spec=spec, layout="hierarchical",
-                     dims=dims, in_chans=spec.in_chans, image_size=c.image_size, reduction=reduction)
+                     dims=dims, in_chans=spec.in_chans, image_size=c.image_size, reduction=reductions[-1],
+                     feature_reductions=reductions)

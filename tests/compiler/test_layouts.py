@@ -32,8 +32,9 @@ def test_hierarchical_param_count_by_hand():
     assert [len(s.blocks) for s in m.stages] == [1, 2]
     y = m(torch.randn(2, 3, 16, 16))
     assert y.shape == (2, 3)
-    feats, hw = m.forward_features(torch.randn(1, 3, 16, 16))
+    feats, hw = m.forward_tokens(torch.randn(1, 3, 16, 16))
     assert feats.shape == (1, 16, 16) and hw == (4, 4)
+    assert m.forward_features(torch.randn(1, 3, 16, 16)).shape == (1, 16, 4, 4)
     assert m.dims == [8, 16] and m.default_input_size == (3, 16, 16) and m.reduction == 4
 
 

@@ -90,7 +90,8 @@ def summarize(model: nn.Module, image_size: SizeT | None = None) -> Dict[str, An
     """Per-part table of an ``ArchModel`` at batch 1: rows ``stem``, ``pos_embed`` (if any),
     ``stage{i}`` (its blocks), ``downsample{i}``, ``head``, each ``{name, output_shape, params,
     macs}``; plus ``params``, ``macs`` (totals, equal to :func:`count_params` / :func:`count_macs`),
-    ``input_shape`` and ``output_shape``."""
+    ``input_shape`` and ``output_shape`` (a list of shapes for a ``features_only`` backbone, whose
+    ``norms`` row replaces ``head``)."""
     shape = _input_shape(model, image_size)
     x = torch.zeros(shape, device=_device(model))
     rows: List[Dict[str, Any]] = []
@@ -122,7 +123,14 @@ def summarize(model: nn.Module, image_size: SizeT | None = None) -> Dict[str, An
             if stage.downsample is not None:
                 (t, hw), f = _flops(stage.downsample, t, hw)
                 row(f"downsample{i}", stage.downsample, t.shape, f)
-        y, f = _flops(model.head, t, hw)
-        row("head", model.head, y.shape, f)
+        if getattr(model, "head", None) is not None:
+            y, f = _flops(model.head, t, hw)
+            row("head", model.head, y.shape, f)
+            out_shape: list = list(y.shape)
+        else:  # a backbone: per-output norms (elementwise: no MACs), a list of feature maps
+            norms = [m for k, m in model.named_children() if k.startswith("norm") and k[4:].isdigit()]
+            if norms:
+                row("norms", norms, t.shape, 0)
+            out_shape = [list(f.shape) for f in model(x)]
     return {"rows": rows, "params": count_params(model), "macs": sum(r["macs"] for r in rows),
-            "input_shape": list(shape), "output_shape": list(y.shape)}
+            "input_shape": list(shape), "output_shape": out_shape}

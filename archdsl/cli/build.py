@@ -1,5 +1,5 @@
 """``archdsl build SPEC [--set K=V ...] [--image-size N] [--json] [--resolved] [--weights FILE]
-[--seed S] [--batch-size B]``: compile a spec, run one forward pass on a dummy batch and print a
+[--seed S] [--batch-size B] [--features-only]``: compile a spec, run one forward pass on a dummy batch and print a
 per-stage table (output shape, parameters, MACs) with totals.
 
 ``--json`` prints one object on stdout: name, layout, params, macs (batch 1), image_size,
@@ -30,6 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None,
                    help="input size of the pass and of the MACs (default: the spec's image_size); the "
                         "architecture stays the spec's (same parameters)")
+    p.add_argument("--features-only", action="store_true",
+                   help="build the backbone (no head; outputs one feature map per features.out_indices)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--resolved", action="store_true", help="print the fully resolved spec as YAML and exit")
     p.add_argument("--weights", default=None, metavar="FILE", help="load a state dict (strict) before the pass")
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_resolved(spec))
         return 0
     torch.manual_seed(args.seed)
-    model = build_model(spec, image_size=args.image_size)
+    model = build_model(spec, image_size=args.image_size, features_only=True if args.features_only else None)
     if args.weights:
         load_weights(model, args.weights)
     size = int(args.image_size or spec.image_size)
@@ -130,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         out_shape = summary["output_shape"]
     else:
         with torch.no_grad():
-            out_shape = list(model(x).shape)
+            y = model(x)
+        out_shape = [list(f.shape) for f in y] if isinstance(y, list) else list(y.shape)
     info = {"name": model.name, "layout": spec.layout, "params": summary["params"], "macs": summary["macs"],
             "image_size": size, "input_shape": list(x.shape), "output_shape": out_shape,
             "batch_size": args.batch_size, "seed": args.seed, "weights": args.weights,

@@ -1,13 +1,16 @@
-"""``archdsl import-weights --from mlla CHECKPOINT --spec SPEC [--set K=V ...] --out OUT.pt``
+"""``archdsl import-weights --from mlla CHECKPOINT --spec SPEC [--set K=V ...] [--features-only] --out OUT.pt``
 
 Builds SPEC (with the overrides), converts the checkpoint's state dict (official layout, optionally
 under "model") to the compiled model's keys, loads it strictly to prove it fits, and writes the
 plain state dict atomically to OUT.pt (``archdsl build SPEC --weights OUT.pt`` loads it).
+``--features-only`` converts for the backbone with per-output norms (official detection /
+segmentation checkpoints; ``archdsl build SPEC --features-only --set features.norm=true --weights OUT.pt``).
 Exit 2 with one line on stderr for a bad file, a spec error, or missing / unexpected / mis-shaped keys.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -24,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
                    help="override a spec field (repeatable), e.g. --set stages.embed_dim=96")
     p.add_argument("--out", required=True, help="output file (plain state dict, written atomically)")
+    p.add_argument("--features-only", action="store_true",
+                   help="convert for the spec's backbone (features_only, per-output norms norm{i} as the "
+                        "official detection / segmentation backbones; a classification checkpoint leaves "
+                        "them initialised); build it with --features-only --set features.norm=true")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     return p
 
@@ -32,18 +39,30 @@ def run(args: argparse.Namespace) -> int:
     from archdsl import build_model
     from archdsl.convert import FORMATS, load_checkpoint, save_state_dict
 
-    model = build_model(args.spec, overrides=args.overrides)
     official = load_checkpoint(args.checkpoint)
-    state = FORMATS[args.fmt](official, model)
+    overrides = list(args.overrides)
+    if args.features_only and not any(o.lstrip("+").startswith("features.norm") for o in overrides):
+        overrides.append("features.norm=true")
+    model = build_model(args.spec, overrides=overrides, features_only=True if args.features_only else None)
+    report: dict = {}
+    convert = FORMATS[args.fmt]
+    takes_report = "report" in inspect.signature(convert).parameters
+    state = convert(official, model, report=report) if takes_report else convert(official, model)
     model.load_state_dict(state, strict=True)
     save_state_dict(state, args.out)
-    dropped = len(official) - len(state)
+    initialised, classifier = report.get("initialised", []), report.get("dropped_classifier", [])
+    dropped = len(official) - len(state) + len(initialised) - len(classifier)
     summary = {"spec": args.spec, "checkpoint": args.checkpoint, "format": args.fmt, "out": args.out,
-               "tensors": len(state), "dropped": dropped,
+               "tensors": len(state), "dropped": dropped, "dropped_classifier": classifier,
+               "initialised": initialised, "features_only": bool(getattr(model, "features_only", False)),
                "params": sum(p.numel() for p in model.parameters())}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"converted {len(state)} tensors ({dropped} recomputable buffers dropped) from {args.checkpoint} "
               f"for {args.spec} -> {args.out}", file=sys.stderr)
+        if classifier or initialised:
+            print(f"backbone: {len(classifier)} classifier tensors dropped ({', '.join(classifier)}); "
+                  f"{len(initialised)} output-norm tensors initialised ({', '.join(initialised)})",
+                  file=sys.stderr)
     return 0

@@ -1,6 +1,8 @@
 """Import weights from other code bases into compiled specs (``archdsl import-weights``).
 
-``FORMATS`` maps a ``--from`` name to its converter ``fn(official_state_dict, model) -> state_dict``.
+``FORMATS`` maps a ``--from`` name to its converter ``fn(official_state_dict, model) -> state_dict``;
+a converter may take ``report: dict`` (keyword) to return notes (``dropped_classifier``, ``initialised``)
+that ``archdsl import-weights`` prints.
 """
 from __future__ import annotations
 

@@ -6,7 +6,13 @@ The official layout::
     layers.{s}.blocks.{b}.<leaf path>       -> block b of stage s; leaf paths found by name
     layers.{s}.downsample.<...>             -> the s-th mlla_merge module (same inner names)
     norm.{weight,bias} / head.{weight,bias} -> the head's norm / classifier Linear
+    norm{i}.{weight,bias}                   -> the backbone's per-output norms (detection / segmentation
+                                               checkpoints, official downstream/*/backbones/mlla.py)
     *.attn.rope.rotations                   -> dropped (our RoPE tables are recomputed per input size)
+
+Into a backbone (a ``features_only`` model, no head) a classification checkpoint loads too: its
+``norm.*`` / ``head.*`` are dropped and the model's ``norm{i}`` keep their initial values (identity
+affine), both listed in the ``report`` (as the official detection code's non-strict load would do).
 
 Inside a block the MLLA template names every module like the official code (``cpe1``, ``norm1``,
 ``in_proj``, ``dwc``, ``attn``, ``act_proj``, ``out_proj``, ``cpe2``, ``norm2``, ``mlp``), but the
@@ -46,6 +52,8 @@ MIXER_ALIASES: Dict[str, Tuple[str, ...]] = {
 DROPPED = re.compile(r"(^|\.)rope\.rotations$")
 _BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _DOWN = re.compile(r"^layers\.(\d+)\.downsample\.(.+)$")
+_OUT_NORM = re.compile(r"^norm\d+\.")
+_CLASSIFIER = re.compile(r"^(norm|head)\.")
 _MAX_LISTED = 5
 
 
@@ -172,21 +180,31 @@ def _target(key: str, layout: _Layout) -> Tuple[Optional[str], Optional[str]]:
         return _join(layout.head_name, "norm." + key[len("norm."):]), None
     if layout.has_head and key.startswith("head."):
         return _join(layout.head_name, "fc." + key[len("head."):]), None
+    if _OUT_NORM.match(key):
+        return key, None
     return None, None
 
 
-def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
-    """Map an official MLLA state dict onto ``model``'s keys (a compiled MLLA spec).
+def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Module,
+                            report: Optional[Dict[str, List[str]]] = None) -> "OrderedDict[str, torch.Tensor]":
+    """Map an official MLLA state dict onto ``model``'s keys (a compiled MLLA spec, or its
+    ``features_only`` backbone).
 
     Returns a state dict with exactly ``model.state_dict()``'s persistent keys (and shapes); raises
-    :class:`SpecError` listing missing / unexpected / mis-shaped keys."""
+    :class:`SpecError` listing missing / unexpected / mis-shaped keys. For a backbone, ``report``
+    (when given) receives ``dropped_classifier`` (checkpoint keys of the classification head) and
+    ``initialised`` (the model's ``norm{i}`` keys the checkpoint lacks, kept at their initial values)."""
     target = model.state_dict()
     tkeys = list(target)
     layout = _layout(official, model, tkeys)
+    backbone = getattr(model, "features_only", False)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unexpected, mis_shaped, ambiguous, shaped_targets = [], [], [], set()
+    unexpected, mis_shaped, ambiguous, shaped_targets, dropped = [], [], [], set(), []
     for key, value in official.items():
         if DROPPED.search(key):
+            continue
+        if backbone and _CLASSIFIER.match(key):
+            dropped.append(key)
             continue
         dst, note = _target(key, layout)
         if note is not None:
@@ -198,13 +216,19 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
             shaped_targets.add(dst)
         else:
             out[dst] = value
+    initialised = [k for k in tkeys if backbone and _OUT_NORM.match(k) and k not in out and k not in shaped_targets]
+    out.update((k, target[k]) for k in initialised)
+    if report is not None:
+        report.update(dropped_classifier=dropped, initialised=initialised)
     missing = [k for k in tkeys if k not in out and k not in shaped_targets]
+    hint = (" (the checkpoint has per-output norms norm{i}: it needs a backbone with features.norm=true, "
+            "as import-weights --features-only builds)") if any(_OUT_NORM.match(k) for k in unexpected) else ""
     problems = [f"{what}: {_listing(keys)}" for what, keys in (
         ("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
         ("shape mismatch", mis_shaped), ("ambiguous target", ambiguous)) if keys]
     if problems:
         raise SpecError("official MLLA weights do not fit the model: " + "; ".join(problems)
-                        + " (check the spec's embed_dim / depths / heads / num_classes)")
+                        + " (check the spec's embed_dim / depths / heads / num_classes)" + hint)
     return OrderedDict((k, out[k]) for k in tkeys)
 
 

@@ -8,6 +8,8 @@ rebuilds the RoPE buffers and resolutions for another input size.
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,6 +196,54 @@ class OfficialMLLA(nn.Module):
         return self.head(self.norm(x).mean(dim=1))
 
 
+def _set_grid(layer: BasicLayer, hw) -> None:
+    """Point a stage's blocks at the grid ``hw`` and rebuild their RoPE tables for it."""
+    for blk in layer.blocks:
+        blk.res = blk.attn.res = tuple(hw)
+        c = blk.in_proj.in_features
+        blk.attn.rope.rotations = rope_rotations(hw[0], hw[1], c).to(blk.in_proj.weight.device)
+
+
+class OfficialMLLABackbone(nn.Module):
+    """The official detection / segmentation backbone's structure (downstream/detection/mmdet/models/
+    backbones/mlla.py, REFERENCE.md §5): the classification trunk without ``norm`` / ``head``, one
+    LayerNorm ``norm{i}`` per output, any input size: the image is zero-padded bottom/right to a
+    multiple of 4, an odd grid is zero-padded to even before each merge, RoPE follows the actual
+    grid. ``forward(img) -> [norm_i(stage i output) as [B, C_i, H_i, W_i] for i in out_indices]``."""
+
+    def __init__(self, in_chans=3, embed_dim=64, depths=(2, 4, 8, 4), num_heads=(2, 4, 8, 16),
+                 out_indices=(0, 1, 2, 3), train_size=224):
+        super().__init__()
+        trunk = OfficialMLLA(img_size=train_size, in_chans=in_chans, num_classes=1, embed_dim=embed_dim,
+                             depths=depths, num_heads=num_heads)
+        self.patch_embed, self.layers = trunk.patch_embed, trunk.layers
+        self.out_indices = tuple(out_indices)
+        self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
+        for i in self.out_indices:
+            self.add_module(f"norm{i}", nn.LayerNorm(self.num_features[i]))
+
+    def forward(self, img):
+        H, W = img.shape[-2:]
+        img = F.pad(img, (0, (4 - W % 4) % 4, 0, (4 - H % 4) % 4))
+        hw = (img.shape[-2] // 4, img.shape[-1] // 4)
+        x = self.patch_embed(img)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            _set_grid(layer, hw)
+            for blk in layer.blocks:
+                x = blk(x)
+            if i in self.out_indices:
+                y = getattr(self, f"norm{i}")(x)
+                outs.append(y.reshape(y.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2).contiguous())
+            if layer.downsample is not None:
+                m = x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+                m = F.pad(m, (0, hw[1] % 2, 0, hw[0] % 2))
+                m = layer.downsample.conv(m)
+                hw = (m.shape[2], m.shape[3])
+                x = m.flatten(2).transpose(1, 2)
+        return outs
+
+
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every parameter and BN running statistic non-trivial random values (so a wrong
     mapping of any tensor changes the logits)."""
@@ -203,7 +253,7 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             if t.dtype.is_floating_point and not name.endswith("rope.rotations"):
                 if name.endswith("running_var"):
                     t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-                elif name.endswith(("norm.weight", "norm1.weight", "norm2.weight")) or name == "norm.weight":
+                elif name.endswith(("norm.weight", "norm1.weight", "norm2.weight")) or re.fullmatch(r"norm\d+\.weight", name):
                     t.copy_(1.0 + 0.1 * torch.randn(t.shape, generator=g))
                 else:
                     t.copy_(0.1 * torch.randn(t.shape, generator=g))

@@ -12,6 +12,7 @@ downsample     ``cls(dim_in, dim_out, **options)``           ``(x, hw) -> (x', h
 head           ``cls(dim, num_classes, **options)``          ``(x, hw) -> logits[B,K]``
 primitive      ``fn(arg, ctx) -> (module, dim_out)``         a template node builder (compiler)
 posenc         ``cls(dim, **options)``                       ``(x, hw) -> x``
+decoder        ``cls(in_channels, num_classes, **options)``  ``[maps[B,C_i,H_i,W_i]] -> [B,K,H_0,W_0]``
 =============  ===========================================  ==========================================
 
 A spec names a module with ``plugins: [my_pkg.my_mixers]``; importing it runs its decorators.
@@ -28,7 +29,7 @@ from typing import Any, Callable, Dict
 
 from archdsl.errors import SpecError, did_you_mean
 
-KINDS = ("mixer", "block", "stem", "downsample", "head", "primitive", "posenc")
+KINDS = ("mixer", "block", "stem", "downsample", "head", "primitive", "posenc", "decoder")
 
 _REGISTRY: Dict[str, Dict[str, Any]] = {k: {} for k in KINDS}
 

@@ -2,6 +2,7 @@
 the independent official-structure re-implementation, grids of odd sizes, config errors."""
 import pytest
 import torch
+import torch.nn.functional as F
 from official_mlla import PatchMerging, Stem, randomize_
 
 from archdsl import registry
@@ -41,7 +42,12 @@ def test_merge_keys_params_and_outputs_match_official():
     x = torch.randn(2, 63, 16)
     y, hw = ours(x, (9, 7))
     assert hw == (5, 4) and y.shape == (2, 20, 32)
-    torch.testing.assert_close(y, ref(x), rtol=0, atol=1e-5)
+    # an odd grid is zero-padded to even first (10 x 8), as the official detection backbone does
+    padded = F.pad(x.reshape(2, 9, 7, 16), (0, 0, 0, 1, 0, 1)).reshape(2, 80, 16)
+    ref.res = (10, 8)
+    torch.testing.assert_close(y, ref(padded), rtol=0, atol=1e-5)
+    x = torch.randn(2, 80, 16)  # an even grid: no padding
+    torch.testing.assert_close(ours(x, (10, 8))[0], ref(x), rtol=0, atol=1e-5)
 
 
 def test_merge_ratio_option():

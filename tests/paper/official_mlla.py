@@ -206,7 +206,7 @@ def _set_grid(layer: BasicLayer, hw) -> None:
 
 class OfficialMLLABackbone(nn.Module):
     """The official detection / segmentation backbone's structure (downstream/detection/mmdet/models/
-    backbones/mlla.py, REFERENCE.md §5): the classification trunk without ``norm`` / ``head``, one
+    backbones/mlla.py, docs/paper.md §5): the classification trunk without ``norm`` / ``head``, one
     LayerNorm ``norm{i}`` per output, any input size: the image is zero-padded bottom/right to a
     multiple of 4, an odd grid is zero-padded to even before each merge, RoPE follows the actual
     grid. ``forward(img) -> [norm_i(stage i output) as [B, C_i, H_i, W_i] for i in out_indices]``."""

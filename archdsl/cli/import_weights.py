@@ -51,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
     model.load_state_dict(state, strict=True)
     save_state_dict(state, args.out)
     initialised, classifier = report.get("initialised", []), report.get("dropped_classifier", [])
-    dropped = len(official) - len(state) + len(initialised) - len(classifier)
+    task = report.get("dropped_task", [])
+    dropped = len(official) - len(state) + len(initialised) - len(classifier) - len(task)
     summary = {"spec": args.spec, "checkpoint": args.checkpoint, "format": args.fmt, "out": args.out,
                "tensors": len(state), "dropped": dropped, "dropped_classifier": classifier,
+               "dropped_task": len(task),
                "initialised": initialised, "features_only": bool(getattr(model, "features_only", False)),
                "params": sum(p.numel() for p in model.parameters())}
     if args.json:
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"converted {len(state)} tensors ({dropped} recomputable buffers dropped) from {args.checkpoint} "
               f"for {args.spec} -> {args.out}", file=sys.stderr)
+        if task:
+            print(f"backbone: {len(task)} tensors of the task model (neck, heads) dropped", file=sys.stderr)
         if classifier or initialised:
             print(f"backbone: {len(classifier)} classifier tensors dropped ({', '.join(classifier)}); "
                   f"{len(initialised)} output-norm tensors initialised ({', '.join(initialised)})",

@@ -13,6 +13,8 @@ The official layout::
 Into a backbone (a ``features_only`` model, no head) a classification checkpoint loads too: its
 ``norm.*`` / ``head.*`` are dropped and the model's ``norm{i}`` keep their initial values (identity
 affine), both listed in the ``report`` (as the official detection code's non-strict load would do).
+A whole detector / segmenter checkpoint (``backbone.*`` beside ``neck.*``, heads...) converts its
+``backbone.*`` part.
 
 Inside a block the MLLA template names every module like the official code (``cpe1``, ``norm1``,
 ``in_proj``, ``dwc``, ``attn``, ``act_proj``, ``out_proj``, ``cpe2``, ``norm2``, ``mlp``), but the
@@ -185,6 +187,15 @@ def _target(key: str, layout: _Layout) -> Tuple[Optional[str], Optional[str]]:
     return None, None
 
 
+def _backbone_part(official: Mapping[str, torch.Tensor]) -> Tuple[Mapping[str, torch.Tensor], List[str]]:
+    """A whole mmdet / mmseg model (``backbone.*``, ``neck.*``, ``rpn_head.*``, ``decode_head.*``...)
+    -> (its ``backbone.*`` keys without the prefix, the other keys); a backbone alone is unchanged."""
+    if not any(k.startswith("backbone.") for k in official):
+        return official, []
+    inner = OrderedDict((k[len("backbone."):], v) for k, v in official.items() if k.startswith("backbone."))
+    return inner, [k for k in official if not k.startswith("backbone.")]
+
+
 def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Module,
                             report: Optional[Dict[str, List[str]]] = None) -> "OrderedDict[str, torch.Tensor]":
     """Map an official MLLA state dict onto ``model``'s keys (a compiled MLLA spec, or its
@@ -192,12 +203,16 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
 
     Returns a state dict with exactly ``model.state_dict()``'s persistent keys (and shapes); raises
     :class:`SpecError` listing missing / unexpected / mis-shaped keys. For a backbone, ``report``
-    (when given) receives ``dropped_classifier`` (checkpoint keys of the classification head) and
-    ``initialised`` (the model's ``norm{i}`` keys the checkpoint lacks, kept at their initial values)."""
+    (when given) receives ``dropped_classifier`` (checkpoint keys of the classification head),
+    ``initialised`` (the model's ``norm{i}`` keys the checkpoint lacks, kept at their initial values)
+    and ``dropped_task`` (a whole detector's / segmenter's non-backbone keys, see :func:`_backbone_part`)."""
+    backbone = getattr(model, "features_only", False)
+    task: List[str] = []
+    if backbone:
+        official, task = _backbone_part(official)
     target = model.state_dict()
     tkeys = list(target)
     layout = _layout(official, model, tkeys)
-    backbone = getattr(model, "features_only", False)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     unexpected, mis_shaped, ambiguous, shaped_targets, dropped = [], [], [], set(), []
     for key, value in official.items():
@@ -219,7 +234,7 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     initialised = [k for k in tkeys if backbone and _OUT_NORM.match(k) and k not in out and k not in shaped_targets]
     out.update((k, target[k]) for k in initialised)
     if report is not None:
-        report.update(dropped_classifier=dropped, initialised=initialised)
+        report.update(dropped_classifier=dropped, initialised=initialised, dropped_task=task)
     missing = [k for k in tkeys if k not in out and k not in shaped_targets]
     hint = (" (the checkpoint has per-output norms norm{i}: it needs a backbone with features.norm=true, "
             "as import-weights --features-only builds)") if any(_OUT_NORM.match(k) for k in unexpected) else ""

@@ -1,10 +1,13 @@
 """timm's model interface on compiled models: features_only backbones, feature_info, forward_intermediates,
 forward_head, reset_classifier, pretrained_cfg, the spec's features: section, pruning."""
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from archdsl import build_model
+from archdsl.cli import main
 from archdsl.errors import SpecError
 from archdsl.layouts.features import FeatureInfo, default_out_indices, take_indices
 
@@ -154,3 +157,12 @@ def test_take_indices_like_timm():
         with pytest.raises(ValueError):
             take_indices(4, bad)
     assert default_out_indices("isotropic", 2) == (0, 1) and default_out_indices("isotropic", 1) == (0,)
+
+
+def test_build_cli_features_only_reports_a_list_of_maps(capsys):
+    sets = [a for o in TINY + ["features.norm=true"] for a in ("--set", o)]
+    assert main(["build", SPEC, *sets, "--features-only", "--image-size", "70", "--batch-size", "2", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["output_shape"] == [[2, 16, 18, 18], [2, 32, 9, 9], [2, 64, 5, 5], [2, 128, 3, 3]]
+    assert info["stages"][-1]["name"] == "norms" and info["stages"][-1]["params"] == 2 * (16 + 32 + 64 + 128)
+    assert info["params"] == sum(r["params"] for r in info["stages"])

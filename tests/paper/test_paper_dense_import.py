@@ -48,8 +48,21 @@ def test_detection_checkpoint_gives_the_official_feature_maps(tmp_path, capsys):
     torch.save({"state_dict": ref.state_dict(), "meta": {"epoch": 12}}, ckpt)
     model, info = _backbone(tmp_path, ckpt, capsys)
     assert info["features_only"] and info["initialised"] == [] and info["dropped_classifier"] == []
+    assert info["dropped_task"] == 0
     assert info["dropped"] == 5  # the five blocks' rope.rotations buffers
     assert info["params"] == sum(p.numel() for p in ref.parameters())
+    _assert_same_maps(model, ref)
+
+
+def test_whole_detector_checkpoint_converts_its_backbone(tmp_path, capsys):
+    torch.manual_seed(3)
+    ref = randomize_(OfficialMLLABackbone(train_size=64, **KW)).eval()
+    sd = {f"backbone.{k}": v for k, v in ref.state_dict().items()}
+    sd.update({"neck.lateral_convs.0.conv.weight": torch.zeros(8, 16, 1, 1), "rpn_head.rpn_cls.bias": torch.zeros(3)})
+    ckpt = tmp_path / "mask_rcnn_mlla_t.pth"
+    torch.save({"state_dict": sd, "meta": {}}, ckpt)
+    model, info = _backbone(tmp_path, ckpt, capsys)
+    assert info["dropped_task"] == 2 and info["dropped"] == 5 and info["initialised"] == []
     _assert_same_maps(model, ref)
 
 

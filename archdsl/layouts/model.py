@@ -189,6 +189,7 @@ class ArchModel(nn.Module):
             self.dims = self.dims[: last + 1]
             self.num_features = self.head_hidden_size = self.dims[-1]
         self.feature_reductions = self.feature_reductions[: last + 1]
+        self.reduction = self.feature_reductions[-1]
         self.out_indices = tuple(i for i in self.out_indices if i <= last) or tuple(taken)
         for name in self._norm_names():
             if prune_norm or int(name[4:]) > last:

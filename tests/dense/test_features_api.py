@@ -143,7 +143,7 @@ def test_isotropic_defaults_one_reduction_and_prune():
 def test_prune_hierarchical_keeps_weights():
     m = _tiny("features.norm=true", features_only=True)
     assert m.prune_intermediate_layers((0, 1)) == [0, 1]
-    assert len(m.stages) == 2 and m.stages[1].downsample is None and m.num_features == 32
+    assert len(m.stages) == 2 and m.stages[1].downsample is None and m.num_features == 32 and m.reduction == 8
     assert m.out_indices == (0, 1) and "norm2" not in m._modules and "norm1" in m._modules
     with torch.no_grad():
         assert [tuple(f.shape) for f in m(X)] == [(1, 16, 10, 12), (1, 32, 5, 6)]

@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="measure (default: time each model on --device) or roofline:NAME to predict images/s "
                         "for another device: a preset (rtx3090, a100, h100, h200) or a file from "
                         "`archdsl calibrate`")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="imagefolder data: leave out files that are not readable images, with a warning "
+                        "(default: every file is checked before the search and a bad one is an error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
                          threads=args.threads or None,
                          pruner=args.pruner, progress=not args.no_progress,
-                         throughput_model=args.throughput_model)
+                         throughput_model=args.throughput_model, skip_bad_images=args.skip_bad_images)
 
     def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
         raise KeyboardInterrupt

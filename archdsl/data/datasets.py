@@ -25,6 +25,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from archdsl.data.images import find_bad_images
+
 __all__ = ["DataError", "DataBundle", "TensorSplit", "load_data", "load_default", "load_imagefolder",
            "load_cifar10", "parse_source"]
 
@@ -96,6 +98,7 @@ class DataBundle:
     in_chans: int = 3
     flip: bool = True               # horizontal flip is a sensible augmentation (not for digits)
     classes: Sequence[str] = field(default_factory=tuple)
+    skipped: list = field(default_factory=list)   # [(path, reason)]: bad images left out (skip_bad_images)
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self.train)} train / {len(self.val)} val images, "
@@ -115,13 +118,15 @@ def parse_source(source: str) -> tuple[str, str | None]:
     raise DataError(f"unknown data source '{source}'; expected default, imagefolder:PATH or cifar10:PATH")
 
 
-def load_data(source: str = "default", *, image_size: int = 32, seed: int = 0) -> DataBundle:
-    """Load a data source (see the module docstring). ``seed`` fixes any train/val split drawn here."""
+def load_data(source: str = "default", *, image_size: int = 32, seed: int = 0,
+              skip_bad_images: bool = False) -> DataBundle:
+    """Load a data source (see the module docstring). ``seed`` fixes any train/val split drawn here;
+    ``skip_bad_images``: see :func:`load_imagefolder`."""
     kind, path = parse_source(source)
     if kind == "default":
         return load_default(image_size=image_size, seed=seed)
     if kind == "imagefolder":
-        return load_imagefolder(path, image_size=image_size, seed=seed)
+        return load_imagefolder(path, image_size=image_size, seed=seed, skip_bad_images=skip_bad_images)
     return load_cifar10(path, image_size=image_size)
 
 
@@ -168,8 +173,12 @@ def _folder_transform(image_size: int, mean: Sequence[float], std: Sequence[floa
 
 
 def load_imagefolder(path: str | os.PathLike, *, image_size: int = 32, seed: int = 0,
-                     val_fraction: float = 0.2) -> DataBundle:
-    """An ImageFolder tree (``PATH/<class>/<image>``), or ``PATH/train`` + ``PATH/val|test``."""
+                     val_fraction: float = 0.2, skip_bad_images: bool = False) -> DataBundle:
+    """An ImageFolder tree (``PATH/<class>/<image>``), or ``PATH/train`` + ``PATH/val|test``.
+
+    Every file is checked first (:func:`archdsl.data.images.find_bad_images`): a file that is not a
+    readable image raises :class:`DataError` naming it, or with ``skip_bad_images`` is left out and
+    listed in ``DataBundle.skipped``."""
     from torchvision.datasets import ImageFolder
 
     root = Path(path).expanduser()
@@ -178,12 +187,16 @@ def load_imagefolder(path: str | os.PathLike, *, image_size: int = 32, seed: int
                         f"(or PATH/train and PATH/val)")
     tf = _folder_transform(image_size, _IMAGENET_MEAN, _IMAGENET_STD)
 
+    skipped: list[tuple[str, str]] = []
+
     def open_tree(d: Path):
         try:
-            return ImageFolder(str(d), transform=tf)
+            ds = ImageFolder(str(d), transform=tf)
         except (FileNotFoundError, RuntimeError) as e:   # no class folders / no images
             raise DataError(f"imagefolder path '{d}' has no usable images: {e}; expected "
                             f"<class>/<image> sub-folders") from e
+        skipped.extend(_drop_bad_images(ds, skip_bad_images))
+        return ds
 
     val_dir = next((root / n for n in ("val", "validation", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
@@ -208,8 +221,24 @@ def load_imagefolder(path: str | os.PathLike, *, image_size: int = 32, seed: int
         classes = full.classes
         train = DatasetSplit(Subset(full, sorted(tr_idx.tolist())))
         val = DatasetSplit(Subset(full, sorted(va_idx.tolist())))
-    return DataBundle(name=f"imagefolder:{root}", train=train, val=val, num_classes=len(classes),
-                      image_size=image_size, in_chans=3, flip=True, classes=tuple(classes))
+    return DataBundle(name=f"imagefolder:{root.resolve()}", train=train, val=val, num_classes=len(classes),
+                      image_size=image_size, in_chans=3, flip=True, classes=tuple(classes), skipped=skipped)
+
+
+def _drop_bad_images(ds: Any, skip: bool) -> list[tuple[str, str]]:
+    """Check an ImageFolder's files; raise on the first bad one, or (``skip``) leave the bad ones out."""
+    bad = find_bad_images([p for p, _ in ds.samples])
+    if bad and not skip:
+        more = f" ({len(bad) - 1} more bad file(s) in the folder)" if len(bad) > 1 else ""
+        raise DataError(f"{bad[0][0]}: not a readable image ({bad[0][1]}){more}; remove it, or pass "
+                        f"--skip-bad-images to leave bad files out")
+    if bad:
+        gone = {p for p, _ in bad}
+        ds.samples = [s for s in ds.samples if s[0] not in gone]
+        ds.imgs, ds.targets = ds.samples, [t for _, t in ds.samples]
+        if not ds.samples:
+            raise DataError(f"imagefolder path '{ds.root}' has no readable image ({len(bad)} bad file(s))")
+    return bad
 
 
 def load_cifar10(path: str | os.PathLike, *, image_size: int = 32) -> DataBundle:

@@ -1,9 +1,10 @@
 """One trial of the search: sample -> compile -> constraints -> train -> accuracy -> throughput.
 
 Everything a trial learns is stored in its ``user_attrs`` (readable in optuna-dashboard):
-``spec`` (the concrete spec as YAML; it builds the same model with ``archdsl build``), ``arch`` (a
-hash of the spec without its name; a trial repeating a finished architecture and recipe copies its
-results and records ``duplicate_of`` instead of training again), ``mixer``,
+``spec`` (the concrete spec as YAML; it builds the same model with ``archdsl build``), ``arch``
+(``archdsl.language.spec_hash`` of the spec, its name excluded; a trial repeating a finished
+architecture and recipe copies its results and records ``duplicate_of`` instead of training again;
+workers wait for a twin another worker is training), ``mixer``,
 ``block``, ``params``, ``macs``, ``constraints`` (Optuna's convention, ``<= 0`` satisfied),
 ``feasible``, ``accuracy``, ``epoch_accuracy``, ``images_per_s``, ``train_seconds``, ``train``
 (the recipe used), and on failure ``fail_reason``.
@@ -32,6 +33,7 @@ from archdsl.compiler import build_model
 from archdsl.errors import SpecError
 from archdsl.language import load_spec_dict, spec_hash
 from archdsl.search.space import SearchSpace
+from archdsl.search.workers import WORKER_ATTR, worker_alive
 from archdsl.train import NonFiniteLossError, TrainConfig, train_model
 
 __all__ = ["TrialContext", "run_trial", "fail_reason", "constraints_func", "spec_yaml", "component_name"]
@@ -123,17 +125,27 @@ _COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy"
            "images_per_s", "train_seconds", "throughput_setup")
 
 
-def _finished_twin(trial: Any, cfg: TrainConfig) -> Any:
+def _finished_twin(trial: Any, cfg: TrainConfig, poll_s: float = 1.0) -> Any:
     """A COMPLETE trial of this study with the same spec and recipe (samplers repeat points of small
-    discrete spaces; training is deterministic, so its results are this trial's results)."""
+    discrete spaces; training is deterministic, so its results are this trial's results). While a
+    lower-numbered trial with them is still RUNNING in a worker that is alive (workers sample on
+    their own), wait for it, so that no architecture is trained twice."""
     import optuna
 
     arch, recipe = trial.user_attrs.get("arch"), dataclasses.asdict(cfg)
-    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.user_attrs.get("arch") == arch and t.user_attrs.get("train") == recipe and \
-                "duplicate_of" not in t.user_attrs and t.values is not None:
-            return t
-    return None
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    while True:
+        same = [t for t in trial.study.get_trials(deepcopy=False, states=states)
+                if t.user_attrs.get("arch") == arch and t.user_attrs.get("train") == recipe
+                and "duplicate_of" not in t.user_attrs and t.number != trial.number]
+        done = [t for t in same if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None]
+        if done:
+            return done[0]
+        if not any(t.number < trial.number and t.system_attrs.get(WORKER_ATTR) is not None
+                   and worker_alive(t.system_attrs[WORKER_ATTR]) is not False for t in same):
+            return None
+        optuna.storages.fail_stale_trials(trial.study)   # a twin on a dead host's worker: heartbeat decides
+        time.sleep(poll_s)
 
 
 def _copy_twin(trial: Any, twin: Any, ctx: TrialContext) -> list[float]:

@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
-import socket
 import sys
 import time
 import warnings
@@ -25,6 +26,7 @@ from archdsl.data import load_data
 from archdsl.errors import SpecError
 from archdsl.search import results
 from archdsl.search import study as st
+from archdsl.search.faults import StorageError, storage_errors
 from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
 from archdsl.train import TrainConfig
@@ -52,6 +54,7 @@ class SearchOptions:
     pruner: str | None = None                   # median | hyperband | none (single objective only)
     throughput_model: str | None = None         # None/"measure": time on --device; "roofline:NAME|FILE": predict
     progress: bool = True
+    skip_bad_images: bool = False               # imagefolder: leave unreadable files out (else an error)
 
 
 def resolve_device(device: str) -> str:
@@ -95,12 +98,10 @@ def _train_config(space: SearchSpace, opts: SearchOptions) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def _sampler_seed(opts: SearchOptions, shared: bool) -> int:
-    """Same seed -> same trials for a local study; workers sharing a server study each mix in their
-    host and pid, so two workers started with the same --seed do not sample the same points."""
-    if not shared:
-        return opts.seed
-    return zlib.crc32(f"{opts.seed}:{socket.gethostname()}:{os.getpid()}".encode())
+def _sampler_seed(seed: int, worker: int) -> int:
+    """The study's first worker samples with ``seed`` (same seed -> same trials for a new study); the
+    next ones (other workers, resumed runs: see ``claim_worker_number``) mix in their number."""
+    return seed if worker == 0 else zlib.crc32(f"{seed}:{worker}".encode())
 
 
 def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] | None = None,
@@ -139,6 +140,8 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
     """Load the space and the data, open (or create) the study; logs one header line."""
     if opts.budget < 0:
         raise ValueError(f"--budget must be >= 0, got {opts.budget}")
+    if opts.timeout is not None and not opts.timeout >= 0:          # NaN compares false
+        raise ValueError(f"--timeout must be a number of seconds >= 0, got {opts.timeout}")
     space_path = Path(opts.space) if opts.space else default_space_path()
     space = load_space(space_path)
     names, directions = _objectives(opts, space)
@@ -151,34 +154,24 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
         # threads slowed training 10x or more here. Run several workers for parallelism instead.
         torch.set_num_threads(opts.threads)
     data = load_data(opts.data or str(space.train.get("dataset", "default")),
-                     image_size=int(space.base.get("image_size", 32)))
+                     image_size=int(space.base.get("image_size", 32)), skip_bad_images=opts.skip_bad_images)
+    for path, reason in data.skipped:
+        log(f"warning: {path}: not a readable image ({reason}); skipped (--skip-bad-images)")
     spec_classes = space.base.get("num_classes")
     if spec_classes is not None and spec_classes != data.num_classes:
         space.base["num_classes"] = data.num_classes
         log(f"note: num_classes set to {data.num_classes} (the data set's), base spec said {spec_classes}")
     pruner_name = _pruner_name(opts, names)
-    out = Path(opts.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(opts.out_dir)
     url = opts.storage or st.local_storage_url(out)
-    shared = opts.storage is not None and not opts.storage.startswith(("sqlite", "journal:"))
-    storage = st.make_storage(url)
     study_name = opts.study or space_path.stem
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # heartbeats are used with ask/tell on purpose (study.py records them); the API is experimental
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    sampler = st.make_sampler(opts.sampler, seed=_sampler_seed(opts, shared), n_objectives=len(names),
-                              n_constraints=len(space.constraints), budget=opts.budget)
-    study = st.open_study(storage, study_name, directions, sampler, st.make_pruner(pruner_name, epochs=cfg.epochs))
-    if not study.user_attrs.get("objectives"):
-        study.set_user_attr("objectives", names)
-    elif study.user_attrs["objectives"] != names:
-        raise ValueError(f"study '{study_name}' was run with objectives {study.user_attrs['objectives']}, "
-                         f"not {names}; use another --study name")
+    storage, study, before = _open_study(opts, url, study_name, directions, pruner=st.make_pruner(
+        pruner_name, epochs=cfg.epochs), record=_study_record(names, data, cfg, space, opts),
+        n_constraints=len(space.constraints))
     ctx = TrialContext(space=space, objectives=names, data=data, train=cfg, device=device,
                        throughput=dict(space.throughput), throughput_model=_throughput_model(opts),
                        prune=pruner_name != "none", build=build)
-    log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {st.budget_count(study)}/{opts.budget} "
+    log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {before}/{opts.budget} "
         f"trials counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
         f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}"
         + (f"; throughput predicted for {ctx.throughput_model.name} (roofline)" if ctx.throughput_model else "")
@@ -199,6 +192,48 @@ def _throughput_model(opts: SearchOptions) -> DeviceProfile | None:
     return load_profile(name)
 
 
+def _out_dir(path: str | os.PathLike) -> Path:
+    """``--out``, created if missing; one line (``StorageError``) when it cannot be."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise StorageError(f"{out}: --out exists and is not a folder; pick another --out")
+    with storage_errors(str(out), doing="cannot create the --out folder"):
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _open_study(opts: SearchOptions, url: str, study_name: str, directions: list[str], *, pruner: Any,
+                record: dict, n_constraints: int) -> tuple[Any, optuna.Study, int]:
+    """Open (or create) the storage and the study, check the study's record, take a worker number
+    (the sampler's seed); returns ``(storage, study, trials counted)``. Storage faults are one line."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # heartbeats are used with ask/tell on purpose (study.py records them); the API is experimental
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    storage = st.make_storage(url)
+    with storage_errors(url, doing="cannot read or write the study", kept=True):
+        study = st.open_study(storage, study_name, directions, None, pruner)
+        st.check_study_record(study, record, storage=storage, url=url)
+        worker = st.claim_worker_number(study, storage, url)
+        before = st.budget_count(study)
+    study.sampler = st.make_sampler(opts.sampler, seed=_sampler_seed(opts.seed, worker), n_objectives=len(directions),
+                                    n_constraints=n_constraints, budget=opts.budget)
+    return storage, study, before
+
+
+def _study_record(names: list[str], data: Any, cfg: TrainConfig, space: SearchSpace, opts: SearchOptions) -> dict:
+    """What must not change when a study is resumed: objectives, data set, recipe (the training seed
+    excepted: workers may train with their own --seed), how throughput is obtained, and a hash of the
+    search space."""
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}
+    params = [{k: v for k, v in vars(p).items() if k != "pos"} for p in space.params]
+    shape = {"base": space.base, "params": params, "constraints": space.constraints, "throughput": space.throughput}
+    text = json.dumps(shape, sort_keys=True, default=str)
+    return {"objectives": names, "data": data.describe(), "recipe": recipe,
+            "throughput_model": opts.throughput_model or "measure",
+            "space_hash": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+
 def _pruner_name(opts: SearchOptions, names: list[str]) -> str:
     """Optuna prunes single-objective studies only, and per-epoch reports are accuracies."""
     single = len(names) == 1
@@ -216,18 +251,36 @@ def search_loop(setup: SearchSetup, opts: SearchOptions, *, log: Callable[[str],
     study = setup.study
     bar = _progress(opts, st.budget_count(study))
     t0 = time.perf_counter()
-    loop = None
+    loop, failed = None, False
     try:
-        loop = st.run_workers_loop(study, storage=setup.storage, url=setup.url, budget=opts.budget,
-                                   objective=lambda trial: run_trial(trial, setup.ctx), timeout=opts.timeout,
-                                   on_trial_end=_bar_updater(bar, study, opts.budget, setup.directions), log=log)
+        with storage_errors(setup.url, doing="cannot write the study", kept=True):
+            loop = st.run_workers_loop(study, storage=setup.storage, url=setup.url, budget=opts.budget,
+                                       objective=lambda trial: run_trial(trial, setup.ctx), timeout=opts.timeout,
+                                       on_trial_end=_bar_updater(bar, study, opts.budget, setup.directions), log=log)
+    except BaseException:
+        failed = True
+        raise
     finally:
         if bar is not None:
             bar.close()
-        summary = results.export_results(study, setup.out, setup.names)
+        summary = _export(study, setup.out, setup.names, log=log, after_error=failed)
         summary.update(study=study, loop=loop, seconds=time.perf_counter() - t0, objectives=setup.names,
                        directions=setup.directions, url=setup.url, out=setup.out)
     return summary
+
+
+def _export(study: Any, out: Path, names: list[str], *, log: Callable[[str], None], after_error: bool) -> dict:
+    """The result files (``results.export_results``). A disk that is full or read-only is a
+    ``StorageError``; when the search already stopped on an error, it is only logged, so that the
+    first error is the one reported."""
+    try:
+        with storage_errors(str(out), doing="cannot write the results", kept=True):
+            return results.export_results(study, out, names)
+    except StorageError as e:
+        if not after_error:
+            raise
+        log(f"archdsl search: {e}")
+        return {"pareto": [], "trials": [], "files": {}}
 
 
 def _bar_updater(bar: Any, study: optuna.Study, budget: int, directions: list[str]) -> Callable[[Any], None]:

@@ -39,7 +39,7 @@ def _worker(out: Path, budget: int, *, storage: str | None = None, study: str = 
 
 
 def _running(url: str, study: str) -> set[int]:
-    """Numbers of the RUNNING trials that name their worker and have sampled, read straight from the database (no
+    """Numbers of the RUNNING trials that name their worker and have sampled their spec, read straight from the database (no
     Optuna: cheap to poll)."""
     engine = sqlalchemy.create_engine(normalize_url(url), poolclass=sqlalchemy.pool.NullPool)
     try:
@@ -47,8 +47,8 @@ def _running(url: str, study: str) -> set[int]:
             rows = conn.execute(sqlalchemy.text(
                 "SELECT t.number FROM trials t JOIN studies s ON t.study_id = s.study_id JOIN "
                 "trial_system_attributes a ON a.trial_id = t.trial_id WHERE s.study_name = :n AND "
-                "t.state = 'RUNNING' AND a.key = :k AND EXISTS (SELECT 1 FROM trial_params p WHERE "
-                "p.trial_id = t.trial_id)"), {"n": study, "k": WORKER_ATTR}).fetchall()
+                "t.state = 'RUNNING' AND a.key = :k AND EXISTS (SELECT 1 FROM trial_user_attributes u WHERE "
+                "u.trial_id = t.trial_id AND u.key = 'spec')"), {"n": study, "k": WORKER_ATTR}).fetchall()
         return {int(n) for (n,) in rows}
     except sqlalchemy.exc.ProgrammingError:          # PostgreSQL: the worker has not created the tables yet
         return set()

@@ -3,13 +3,16 @@
 **Budget.** ``budget`` is the total number of trials the study should hold, counted as: COMPLETE +
 PRUNED + FAIL trials that failed on their own (``user_attrs['fail_reason']``: an exception, a NaN
 loss, out of memory, an invalid spec) + trials RUNNING/WAITING in some worker. Trials interrupted by
-Ctrl-C or left stale by a worker that died (failed by the heartbeat check) do not count and are run
-again. Running the same command again therefore resumes and only adds what is missing.
+Ctrl-C or left stale by a worker that died do not count and are run again. Running the same command
+again therefore resumes and only adds what is missing; a worker returns only when no trial of the
+study is RUNNING or WAITING any more (it waits for other workers' trials).
 
-**Several workers.** Each worker takes a study-wide lock around "count, then ``ask()``" (a
-PostgreSQL advisory lock / MySQL ``GET_LOCK`` for RDB servers, a file lock for SQLite and journal
-files), so N workers together create exactly ``budget`` trials. RDB storages get a heartbeat: a
-worker that dies leaves a RUNNING trial that the next worker marks FAIL (stale) and replaces.
+**Several workers.** Each worker takes a study-wide lock around "count, then ``ask()``, then record
+this worker in the trial" (a PostgreSQL advisory lock / MySQL ``GET_LOCK`` for RDB servers, a file
+lock for SQLite and journal files), so N workers together create exactly ``budget`` trials. A
+worker that dies leaves a RUNNING trial: a worker on the same host finds it at once (the process is
+gone, :mod:`archdsl.search.workers`); for other hosts, the RDB heartbeat fails it after its grace
+period. Either way it is marked FAIL (stale) and its parameters are queued again (:func:`retry_trial`).
 """
 from __future__ import annotations
 

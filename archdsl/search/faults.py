@@ -18,8 +18,8 @@ from optuna.exceptions import StorageInternalError
 
 __all__ = ["StorageError", "storage_errors", "is_storage_error", "where", "deferred_interrupts"]
 
-# errno values that mean "the storage cannot be written", not "this trial is bad"
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+# errno values that mean "the disk cannot be written", not "this trial is bad"
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 class StorageError(ValueError):
@@ -61,8 +61,8 @@ def _reason(e: BaseException) -> str:
     for x in _chain(e):
         if isinstance(x, sqlalchemy.exc.DBAPIError) and x.orig is not None:
             return str(x.orig).strip().splitlines()[0] if str(x.orig).strip() else type(x.orig).__name__
-        if isinstance(x, OSError) and x.errno in _STORAGE_ERRNOS:
-            return x.strerror or str(x)
+        if isinstance(x, OSError) and x.strerror:
+            return x.strerror
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 

@@ -6,6 +6,7 @@ Public API (everything else may change):
     build_model(spec_or_path, overrides=()) -> nn.Module
     run_search(space=..., budget=..., out_dir=...) -> dict   # the `archdsl search` pipeline
     register(kind, name)                          # add a mixer / block / stem / ... from Python
+    timm                                          # archdsl.integrations.timm (register_spec; needs timm)
     SpecError                                     # the language's one error type
 """
 from __future__ import annotations
@@ -27,6 +28,10 @@ def __getattr__(name: str):  # lazy: importing archdsl must not import torch-hea
         from archdsl.compiler import build_model
 
         return build_model
+    if name == "timm":  # importing it registers the shipped specs with timm
+        from archdsl.integrations import timm
+
+        return timm
     if name == "run_search":
         from archdsl.search import run_search
 

@@ -22,6 +22,7 @@ ORDER = [
     ["archdsl.data"],
     ["archdsl.train"],
     ["archdsl.search"],
+    ["archdsl.export"],
     ["archdsl.integrations"],
     ["archdsl.cli", "archdsl.__main__"],
 ]

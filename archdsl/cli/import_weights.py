@@ -1,7 +1,8 @@
-"""``archdsl import-weights --from mlla CHECKPOINT --spec SPEC [--set K=V ...] [--features-only] --out OUT.pt``
+"""``archdsl import-weights --from {mlla,timm} CHECKPOINT --spec SPEC [--set K=V ...] [--features-only] --out OUT.pt``
 
-Builds SPEC (with the overrides), converts the checkpoint's state dict (official layout, optionally
-under "model") to the compiled model's keys, loads it strictly to prove it fits, and writes the
+Builds SPEC (with the overrides), converts the checkpoint's state dict (official MLLA layout, or a
+timm model's ``state_dict()``, e.g. swin_tiny_patch4_window7_224; optionally under "model") to the
+compiled model's keys, loads it strictly to prove it fits, and writes the
 plain state dict atomically to OUT.pt (``archdsl build SPEC --weights OUT.pt`` loads it).
 ``--features-only`` converts for the backbone with per-output norms (official detection /
 segmentation checkpoints; ``archdsl build SPEC --features-only --set features.norm=true --weights OUT.pt``).
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("import-weights", help="convert an official checkpoint into a spec's state dict",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
-                   help="layout of the checkpoint (mlla: github.com/LeapLabTHU/MLLA)")
+                   help="layout of the checkpoint (mlla: github.com/LeapLabTHU/MLLA; timm: a timm model's state_dict)")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint file (.pth / .pt)")
     p.add_argument("--spec", required=True, help="the model spec the weights are converted for")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",

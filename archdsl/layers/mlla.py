@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, check_tokens, map_to_tokens, pad_to_multiple, tokens_to_map
-from archdsl.ops.rope import rope2d_angles
+from archdsl.ops.rope import apply_rope, rope2d_angles, rope2d_cos_sin
+from archdsl.ops.tracing import is_tracing
 from archdsl.registry import register
 
 __all__ = ["ConvNormAct", "MLLAStem", "MLLAMerge", "MLLAAttention"]
@@ -139,7 +140,8 @@ class MLLAAttention(nn.Module):
         q, k = elu(qk(x)) + 1                      (one Linear C -> 2C)
         out  = RoPE(q) [RoPE(k)^T x / N] / (q . mean_n(k) + eps) + LePE(x)     per head
 
-    Differences from the generic mixer: q and k are rotated in one complex multiply by a complex64
+    Differences from the generic mixer: q and k are rotated (eager; the equal real form while
+    traced for export) in one complex multiply by a complex64
     table built once per grid size, the normaliser is a [N, d] x [d, 1] matmul, and the 1/N scale is
     applied to the small [d, d] state (measured speed vs the generic layer: docs/mixers.md). The other switches of ``linear_attention`` are accepted only with
     MLLA's values (so ``--set mixer.type=mlla_attention`` works on an MLLA spec); anything else is a
@@ -178,11 +180,9 @@ class MLLAAttention(nn.Module):
         return torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=torch.complex64)
 
     def _rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
-        """Complex rotation table [N, C/2] (complex64) for the grid; cached per (grid, device, mode)
-        in eager mode (a table made under inference_mode is never reused for autograd); traced
-        inline under torch.compile (no graph break)."""
-        if torch.compiler.is_compiling():
-            return self._make_rotation(hw, device)
+        """Complex rotation table [N, C/2] (complex64) for the grid (eager only: while a tracer
+        runs, forward uses the real form and nothing is cached); cached per (grid, device, mode)
+        (a table made under inference_mode is never reused for autograd)."""
         key = (hw, device, torch.is_inference_mode_enabled())
         rot = self._rot.get(key)
         if rot is None:
@@ -196,7 +196,11 @@ class MLLAAttention(nn.Module):
         H, W = hw
         h, d = self.heads, C // self.heads
         qk = F.elu(self.qk(x)) + 1.0  # [B, N, 2C]
-        if "rope2d" in self.positional:
+        if "rope2d" in self.positional and is_tracing():  # real form: exported graphs have no complex type
+            cos, sin = rope2d_cos_sin(H, W, C, self.base, x.device, torch.float32)
+            qk2 = qk.float().reshape(B, N, 2, C).transpose(1, 2)  # [B, 2, N, C]
+            qk_rot = apply_rope(qk2, cos, sin).transpose(1, 2).reshape(B, N, 2 * C).to(x.dtype)
+        elif "rope2d" in self.positional:
             z2 = torch.view_as_complex(qk.float().reshape(B, N, 2, C // 2, 2))  # [B, N, 2, C/2]
             rot = self._rotation((H, W), x.device)[None, :, None, :]
             qk_rot = torch.view_as_real(z2 * rot).reshape(B, N, 2 * C).to(x.dtype)

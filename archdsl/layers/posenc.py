@@ -146,7 +146,7 @@ class RoPE2d(_RotaryBase):
         super().__init__(dim, base)
 
     def cos_sin(self, hw: HW, n: int, device: torch.device, dtype: torch.dtype):
-        H, W = int(hw[0]), int(hw[1])
+        H, W = hw  # ints, or symbolic sizes under torch.export with a dynamic height / width
         if H * W != n:
             raise ValueError(f"token count {n} does not match grid {H}x{W}")
         return rope2d_cos_sin(H, W, self.dim, self.base, device, dtype)
@@ -164,4 +164,4 @@ class RoPE1d(_RotaryBase):
         super().__init__(dim, base)
 
     def cos_sin(self, hw: HW, n: int, device: torch.device, dtype: torch.dtype):
-        return rope1d_cos_sin(int(n), self.dim, self.base, device, dtype)
+        return rope1d_cos_sin(n, self.dim, self.base, device, dtype)

@@ -6,14 +6,16 @@ angles), and consecutive channel pairs (2m, 2m+1) of x are (real, imag) parts ro
 1-D: k_max = C/2 frequencies θ_k = base^(-k/k_max), angle(n, k) = n·θ_k.
 
 The (cos, sin) tables are cached (LRU) by (size, dim, base, device, dtype), so a model can run at
-any input size and recompute only when the size changes. Treat cached tables as read-only.
+any input size and recompute only when the size changes. Treat cached tables as read-only. While a
+tracer runs (torch.compile / export / ONNX) the cache is neither read nor written (ops/tracing.py).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Optional, Tuple
 
 import torch
+
+from .tracing import is_tracing, trace_safe_cache
 
 __all__ = ["rope2d_angles", "rope1d_angles", "rope2d_cos_sin", "rope1d_cos_sin", "apply_rope"]
 
@@ -57,7 +59,7 @@ def _cos_sin(angles_fn, *args, device, dtype) -> Tuple[torch.Tensor, torch.Tenso
         return angles.cos().to(device=device, dtype=dtype), angles.sin().to(device=device, dtype=dtype)
 
 
-@lru_cache(maxsize=32)
+@trace_safe_cache(maxsize=32)
 def rope2d_cos_sin(
     H: int,
     W: int,
@@ -70,7 +72,7 @@ def rope2d_cos_sin(
     return _cos_sin(rope2d_angles, H, W, dim, base, device=device, dtype=dtype)
 
 
-@lru_cache(maxsize=32)
+@trace_safe_cache(maxsize=32)
 def rope1d_cos_sin(
     N: int,
     dim: int,
@@ -86,7 +88,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate consecutive channel pairs of tokens ``x: [..., N, dim]`` by angles (cos, sin: [N, dim/2]).
 
     (x_{2m}, x_{2m+1}) is read as the complex number x_{2m} + i·x_{2m+1} and multiplied by
-    cos + i·sin. Computed in the dtype of ``cos``; returns ``x.dtype``, shape unchanged.
+    cos + i·sin. Computed in the dtype of ``cos``; returns ``x.dtype``, shape unchanged. Eager fp32/fp64
+    uses one complex multiply (fast on CPU); half precision and tracing (torch.export, ONNX, compile)
+    the equal real form ``(xr cos - xi sin, xr sin + xi cos)``.
     """
     if x.dim() < 2:
         raise ValueError(f"expected tokens [..., N, dim]; got shape {tuple(x.shape)}")
@@ -97,11 +101,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
             f"(expected [{N}, {dim // 2}] and an even dim)"
         )
     xp = x.to(cos.dtype).reshape(*x.shape[:-1], dim // 2, 2)
-    if cos.dtype in (torch.float32, torch.float64):
+    if cos.dtype in (torch.float32, torch.float64) and not is_tracing():
         # One complex multiply: several times faster on CPU than the real/imag arithmetic below.
         rot = torch.complex(cos, sin)
         out = torch.view_as_real(torch.view_as_complex(xp.contiguous()) * rot)
-    else:  # no complex type for half precision
+    else:  # real arithmetic: no complex type for half precision, nor in exported graphs (ONNX)
         xr, xi = xp[..., 0], xp[..., 1]
         out = torch.stack((xr * cos - xi * sin, xr * sin + xi * cos), dim=-1)
     return out.flatten(-2).to(x.dtype)

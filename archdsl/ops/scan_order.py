@@ -10,10 +10,11 @@ and sums over the K directions ([B, C, L]) — VMamba's CrossScan / CrossMerge.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence, Tuple
 
 import torch
+
+from .tracing import trace_safe_cache
 
 __all__ = [
     "SCAN_ORDERS",
@@ -30,7 +31,7 @@ BIDIRECTIONAL: Tuple[str, ...] = ("row", "row_reverse")
 CROSS_SCAN_4: Tuple[str, ...] = ("row", "col", "row_reverse", "col_reverse")
 
 
-@lru_cache(maxsize=64)
+@trace_safe_cache(maxsize=64)
 def _indices(H: int, W: int, order: str) -> torch.Tensor:
     grid = torch.arange(H * W).reshape(H, W)
     if order == "row":

@@ -10,7 +10,8 @@ bound (60 in fp32, 600 in fp64: no overflow), as one matmul (q ⊙ exp(b_t - b_0
 ("factorized"); otherwise exactly from the relative decays b_t - b_s masked before the exp
 ("exact": a [c, c] matrix per chunk for a per-head decay, a [c, c, K] tensor for a per-key decay,
 whose chunk length is then capped by ``max_vector_chunk`` to bound memory). ``intra`` forces one
-form ("auto" by default checks the bound once per call). So no exp of a number above the bound
+form ("auto" by default checks the bound once per call; while a tracer runs, where that check
+would depend on the data, "auto" means "exact"). So no exp of a number above the bound
 is ever taken, whatever the decay strength.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numerics import SAFE_LOG_RANGE
+from ..tracing import is_tracing
 from .common import check_args, compute_dtype
 
 
@@ -70,6 +72,8 @@ def chunk_gated_linear_attention(
     vector = log_decay is not None and log_decay.dim() == 4
     c = max(1, min(chunk_size, T if T else 1))
     factorized = False
+    if intra == "auto" and is_tracing():
+        intra = "exact"
     if log_decay is not None:
         if intra == "auto":
             g4 = log_decay.detach().to(dt)

@@ -15,6 +15,7 @@ from .chunked import selective_scan_chunked
 from .cpp import cpp_available, cpp_build_error, selective_scan_cpp
 from .cuda import mamba_ssm_fn, selective_scan_cuda
 from .naive import selective_scan_ref
+from ..tracing import is_tracing
 
 BACKENDS = ("auto", "cuda", "cpp", "chunked", "ref")
 
@@ -32,8 +33,11 @@ __all__ = [
 
 
 def selective_scan_backend(device="cpu") -> str:
-    """The backend ``backend="auto"`` uses for tensors on ``device`` (may build the C++ kernel)."""
+    """The backend ``backend="auto"`` uses for tensors on ``device`` (may build the C++ kernel);
+    "chunked" while a tracer runs (the compiled kernels are opaque to torch.export / ONNX)."""
     dev = str(device)
+    if is_tracing():
+        return "chunked"
     if dev.startswith("cuda") and mamba_ssm_fn() is not None:
         return "cuda"
     if dev == "cpu" and cpp_available():

@@ -6,6 +6,12 @@ Inside a chunk of T steps, with the inclusive cumulative log-decay cs_t = Σ_{s<
 grows with the decay accumulated inside a chunk, so the chunk length is chosen per call: the
 largest T <= chunk_size (halving) whose worst in-chunk |Σ |Δ| max|A|| stays below a safe
 bound (60 in fp32, 600 in fp64). T == 1 is the plain recurrence. The chosen T is reported.
+
+While a tracer runs (torch.export / torch.compile / ONNX, :func:`archdsl.ops.tracing.is_tracing`)
+the chunk length cannot depend on the data, so T is fixed (``TRACE_CHUNK``) and the in-chunk sum
+is taken exactly from the relative decays, masked before the exp (exponents <= 0 for a decaying
+scan: no overflow for any decay strength), at T times the memory of a chunk; chunks are then
+grouped by sizes that do not involve the batch, so a dynamic batch stays symbolic.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numerics import SAFE_LOG_RANGE
+from ..tracing import is_tracing
 from .common import check_args, compute_dtype, finish, prepare_delta
 
 
@@ -30,6 +37,18 @@ def choose_chunk(d: torch.Tensor, A: torch.Tensor, chunk_size: int) -> int:
             break
         T //= 2
     return T
+
+
+TRACE_CHUNK = 16  # the chunk length while tracing (see the module docstring)
+
+
+def _local_states_exact(cs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """States from a zero chunk start, h_t = Σ_{s<=t} exp(cs_t - cs_s) x_s, with the relative
+    log-decays masked before the exp. cs, x: (b, G, dg, m, T, N) -> (b, G, dg, m, T, N)."""
+    T = cs.shape[4]
+    causal = torch.ones(T, T, dtype=torch.bool, device=cs.device).tril().unsqueeze(-1)  # (t, s, 1)
+    rel = (cs.unsqueeze(5) - cs.unsqueeze(4)).masked_fill(~causal, float("-inf"))  # (.., t, s, N)
+    return (torch.exp(rel) * x.unsqueeze(4)).sum(5)
 
 
 # One function on purpose, like fla's chunk kernels: the chunked algorithm reads top to bottom beside its
@@ -65,7 +84,11 @@ def selective_scan_chunked(
     G = 1 if B.dim() == 3 else B.shape[1]
     dg = dim // G
     d = prepare_delta(delta, delta_bias, delta_softplus, dt)  # (b, d, L)
-    T = choose_chunk(d, A.to(dt), chunk_size) if L else 1
+    exact = is_tracing()
+    if exact:
+        T = max(1, min(TRACE_CHUNK, chunk_size, L))
+    else:
+        T = choose_chunk(d, A.to(dt), chunk_size) if L else 1
     if _info is not None:
         _info["chunk"] = T
     pad = (-L) % T
@@ -81,7 +104,7 @@ def selective_scan_chunked(
 
     Bp, Cp = per_group(B), per_group(C)
     # chunks are processed in blocks of m chunks (bounded memory), vectorised inside a block
-    per_chunk = batch * dim * T * N
+    per_chunk = dim * T * T * N if exact else batch * dim * T * N
     m = max(1, min(n, block_elements // max(per_chunk, 1)))
     h = d.new_zeros(batch, G, dg, N)
     ys = []
@@ -89,9 +112,12 @@ def selective_scan_chunked(
         c1 = min(c0 + m, n)
         dc = dp[:, :, :, c0:c1]  # (b, G, dg, m, T)
         cs = (dc.unsqueeze(-1) * A_).cumsum(4)  # (b, G, dg, m, T, N) inclusive log-decay
-        P = cs - cs[:, :, :, :, :1]
         x = (dc * up[:, :, :, c0:c1]).unsqueeze(-1) * Bp[:, :, :, c0:c1]
-        local = torch.exp(P) * (torch.exp(-P) * x).cumsum(4)  # states from a zero chunk start
+        if exact:
+            local = _local_states_exact(cs, x)
+        else:  # states from a zero chunk start
+            P = cs - cs[:, :, :, :, :1]
+            local = torch.exp(P) * (torch.exp(-P) * x).cumsum(4)
         ecs = torch.exp(cs)
         starts = []
         for i in range(c1 - c0):  # carry the state across the chunks of this block

@@ -5,11 +5,12 @@ tokens inside a window row-major. Padding (bottom/right, zeros) makes H, W multi
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from ..tracing import trace_safe_cache
 
 
 def _check_ws(ws: int) -> None:
@@ -66,7 +67,7 @@ def _region_labels(Hp: int, Wp: int, ws: int, shift: int) -> torch.Tensor:
     return img
 
 
-@lru_cache(maxsize=32)
+@trace_safe_cache(maxsize=32)
 def _shifted_window_mask(
     H: int, W: int, ws: int, shift: int, fill: float, mask_padding: bool, device, dtype
 ) -> torch.Tensor:
@@ -111,7 +112,7 @@ def shifted_window_mask(
     return _shifted_window_mask(H, W, ws, shift, float(fill), bool(mask_padding), device, dtype)
 
 
-@lru_cache(maxsize=32)
+@trace_safe_cache(maxsize=32)
 def relative_position_index(ws: int) -> torch.Tensor:
     """Swin relative position index [ws*ws, ws*ws] into a (2ws-1)² bias table (int64).
 

@@ -17,7 +17,7 @@ import torch
 
 from .tracing import is_tracing, trace_safe_cache
 
-__all__ = ["rope2d_angles", "rope1d_angles", "rope2d_cos_sin", "rope1d_cos_sin", "apply_rope"]
+__all__ = ["rope2d_angles", "rope1d_angles", "rope2d_cos_sin", "rope1d_cos_sin", "apply_rope", "rotate_pairs"]
 
 
 def _frequencies(k_max: int, base: float) -> torch.Tensor:
@@ -106,6 +106,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
         rot = torch.complex(cos, sin)
         out = torch.view_as_real(torch.view_as_complex(xp.contiguous()) * rot)
     else:  # real arithmetic: no complex type for half precision, nor in exported graphs (ONNX)
-        xr, xi = xp[..., 0], xp[..., 1]
-        out = torch.stack((xr * cos - xi * sin, xr * sin + xi * cos), dim=-1)
+        out = rotate_pairs(xp, cos, sin)
     return out.flatten(-2).to(x.dtype)
+
+
+def rotate_pairs(xp: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The real form of the rotation: pairs ``xp [..., N, dim/2, 2]`` (real, imag) rotated by
+    ``(cos, sin) [N, dim/2]`` -> ``[..., N, dim/2, 2]`` = (xr cos - xi sin, xr sin + xi cos)."""
+    xr, xi = xp[..., 0], xp[..., 1]
+    return torch.stack((xr * cos - xi * sin, xr * sin + xi * cos), dim=-1)

@@ -12,9 +12,11 @@ from typing import Callable, TypeVar
 
 import torch
 
-__all__ = ["is_tracing", "trace_safe_cache"]
+__all__ = ["is_tracing", "trace_safe_cache", "clear_caches"]
 
 F = TypeVar("F", bound=Callable)
+
+_CACHES: list = []  # every trace_safe_cache, for clear_caches()
 
 
 def is_tracing() -> bool:
@@ -36,6 +38,13 @@ def trace_safe_cache(maxsize: int) -> Callable[[F], F]:
 
         wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
         wrapper.cache_info = cached.cache_info  # type: ignore[attr-defined]
+        _CACHES.append(cached)
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def clear_caches() -> None:
+    """Empty every :func:`trace_safe_cache` (the module-level RoPE / window / scan-order tables)."""
+    for cached in _CACHES:
+        cached.cache_clear()

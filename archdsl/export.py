@@ -61,9 +61,10 @@ def _check_example(model: nn.Module, example: torch.Tensor, dynamic_batch: bool,
         raise ExportError(f"a dynamic batch needs an example batch of at least 2 (torch specialises a "
                           f"size of 1); got {list(example.shape)}")
     r = int(getattr(model, "reduction", None) or 1)
-    if dynamic_hw and (example.shape[2] % r or example.shape[3] % r):
-        raise ExportError(f"a dynamic height / width is exported in steps of the total stride {r}: "
-                          f"the example size {example.shape[2]}x{example.shape[3]} must be a multiple of it")
+    h, w = example.shape[2], example.shape[3]
+    if dynamic_hw and (h % r or w % r or h < 2 * r or w < 2 * r):
+        raise ExportError(f"a dynamic height / width is exported in steps of the total stride {r}: the example "
+                          f"size {h}x{w} must be a multiple of it and at least {2 * r} (one step is specialised)")
 
 
 def _first_line(e: BaseException) -> str:

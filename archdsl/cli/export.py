@@ -44,15 +44,15 @@ def _check(args: argparse.Namespace, model, example, artifact) -> float:
 
     with torch.no_grad():
         ref = model(example)
-    if args.format == "pt2":
-        out = artifact.module()(example)
-    else:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("--check of an ONNX file needs onnxruntime (pip install onnxruntime)") from None
-        sess = ort.InferenceSession(args.out, providers=["CPUExecutionProvider"])
-        out = torch.from_numpy(sess.run(None, {"img": example.numpy()})[0])
+        if args.format == "pt2":
+            out = artifact.module()(example)
+        else:
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise UserError("--check of an ONNX file needs onnxruntime (pip install onnxruntime)") from None
+            sess = ort.InferenceSession(args.out, providers=["CPUExecutionProvider"])
+            out = torch.from_numpy(sess.run(None, {"img": example.numpy()})[0])
     return float((out - ref).abs().max() / max(1.0, float(ref.abs().max())))
 
 

@@ -81,6 +81,7 @@ def convert_timm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module)
     out: Dict[str, torch.Tensor] = {}
     unexpected: List[str] = []
     mis_shaped: List[str] = []
+    shaped: set = set()  # targets that exist with another shape (reported once, as a mismatch)
     for key, value in state.items():
         if _DROPPED.search(key):
             continue
@@ -89,9 +90,10 @@ def convert_timm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module)
             unexpected.append(key)
         elif tuple(target[dst].shape) != tuple(value.shape):
             mis_shaped.append(f"{key} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
+            shaped.add(dst)
         else:
             out[dst] = value
-    missing = [k for k in target if k not in out]
+    missing = [k for k in target if k not in out and k not in shaped]
     problems = [f"{what}: {_listing(keys)}" for what, keys in
                 (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
                  ("shape mismatch", mis_shaped)) if keys]

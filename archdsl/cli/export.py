@@ -62,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
     from archdsl.cli import UserError
     from archdsl.cli.build import load_weights
     from archdsl.compiler import build_model
-    from archdsl.export import ExportError, example_input, export_onnx, export_program, save_onnx, save_program
+    from archdsl.export import (
+        ExportError,
+        example_input,
+        export_onnx,
+        export_program,
+        save_onnx,
+        save_program,
+    )
 
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size must be >= 1, got {args.image_size}")
@@ -91,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if not err <= 1e-4:
             print(f"archdsl export: exported model differs from eager by {err:.3g} (relative)", file=sys.stderr)
             return 1
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"exported {args.spec} ({args.format}, input {list(example.shape)}, dynamic batch "
-              f"{args.dynamic_batch}, dynamic H/W {args.dynamic_hw}) -> {args.out}", file=sys.stderr)
+    message = (f"exported {args.spec} ({args.format}, input {list(example.shape)}, dynamic batch "
+               f"{args.dynamic_batch}, dynamic H/W {args.dynamic_hw}) -> {args.out}")
+    print(json.dumps(summary) if args.json else message, file=sys.stdout if args.json else sys.stderr)
     return 0

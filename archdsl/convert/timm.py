@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from archdsl.convert.mlla import _listing
+from archdsl.convert.fit import fit_state_dict, listing
 from archdsl.errors import SpecError
 
 __all__ = ["convert_timm_state_dict", "FAMILIES", "detect_family"]
@@ -61,7 +61,7 @@ def detect_family(state: Mapping[str, torch.Tensor]) -> str:
         if any(probe.match(k) for k in state):
             return name
     raise SpecError(f"not a timm checkpoint of a supported architecture (known: {', '.join(FAMILIES)}); "
-                    f"first keys: {_listing(list(state))}")
+                    f"first keys: {listing(list(state))}")
 
 
 def _rewrite(key: str, rules: List[Rule]) -> Optional[str]:
@@ -77,27 +77,6 @@ def convert_timm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module)
     its order. Raises :class:`SpecError` naming missing / unexpected / mis-shaped keys."""
     family = detect_family(state)
     rules = FAMILIES[family][1]
-    target = model.state_dict()
-    out: Dict[str, torch.Tensor] = {}
-    unexpected: List[str] = []
-    mis_shaped: List[str] = []
-    shaped: set = set()  # targets that exist with another shape (reported once, as a mismatch)
-    for key, value in state.items():
-        if _DROPPED.search(key):
-            continue
-        dst = _rewrite(key, rules)
-        if dst is None or dst not in target:
-            unexpected.append(key)
-        elif tuple(target[dst].shape) != tuple(value.shape):
-            mis_shaped.append(f"{key} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
-            shaped.add(dst)
-        else:
-            out[dst] = value
-    missing = [k for k in target if k not in out and k not in shaped]
-    problems = [f"{what}: {_listing(keys)}" for what, keys in
-                (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
-                 ("shape mismatch", mis_shaped)) if keys]
-    if problems:
-        raise SpecError(f"timm {family} weights do not fit the model: " + "; ".join(problems)
-                        + " (check the spec's embed_dim / depths / heads / window_size / num_classes)")
-    return OrderedDict((k, out[k]) for k in target)
+    mapped = [(key, _rewrite(key, rules), value) for key, value in state.items() if not _DROPPED.search(key)]
+    return fit_state_dict(mapped, model.state_dict(), what=f"timm {family} weights",
+                          hint="check the spec's embed_dim / depths / heads / window_size / num_classes")

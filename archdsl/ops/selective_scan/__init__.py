@@ -11,11 +11,11 @@ from typing import Optional
 
 from archdsl.ops import dispatch
 
+from ..tracing import is_tracing
 from .chunked import selective_scan_chunked
 from .cpp import cpp_available, cpp_build_error, selective_scan_cpp
 from .cuda import mamba_ssm_fn, selective_scan_cuda
 from .naive import selective_scan_ref
-from ..tracing import is_tracing
 
 BACKENDS = ("auto", "cuda", "cpp", "chunked", "ref")
 

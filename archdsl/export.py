@@ -22,13 +22,13 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
 __all__ = ["ExportError", "dynamic_shapes", "export_program", "export_onnx", "save_program", "save_onnx",
-           "example_input"]
+           "example_input", "output_names"]
 
 
 class ExportError(ValueError):
@@ -67,6 +67,14 @@ def _check_example(model: nn.Module, example: torch.Tensor, dynamic_batch: bool,
                           f"size {h}x{w} must be a multiple of it and at least {2 * r} (one step is specialised)")
 
 
+def output_names(model: nn.Module) -> List[str]:
+    """``["logits"]`` for a classifier; ``["feature_<i>", ...]`` (one per output stage / block) for a
+    ``features_only`` backbone."""
+    if getattr(model, "features_only", False):
+        return [f"feature_{i}" for i in model.feature_info.out_indices]
+    return ["logits"]
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
@@ -97,14 +105,14 @@ def export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bo
 
 def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = True,
                 dynamic_hw: bool = False, opset_version: Optional[int] = None) -> Any:
-    """``torch.onnx.export(..., dynamo=True)`` of ``model`` (eval mode); input ``img``, output
-    ``logits`` (dynamic axes as asked). Returns the ``ONNXProgram`` (``.save(path)``, ``.model_proto``)."""
+    """``torch.onnx.export(..., dynamo=True)`` of ``model`` (eval mode); input ``img``, outputs
+    :func:`output_names` (dynamic axes as asked). Returns the ``ONNXProgram`` (``.save(path)``, ``.model_proto``)."""
     _check_example(model, example, dynamic_batch, dynamic_hw)
     model.eval()
     shapes = dynamic_shapes(model, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw)
     kwargs = {} if opset_version is None else {"opset_version": opset_version}
     return _traced(lambda: torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes,
-                                             input_names=["img"], output_names=["logits"],
+                                             input_names=["img"], output_names=output_names(model),
                                              verbose=False, **kwargs),
                    "torch.onnx.export (dynamo)", dynamic_hw)
 

@@ -61,27 +61,27 @@ def _overrides(kwargs: Dict[str, Any]) -> List[str]:
 
 
 def create(path: str | Path, name: str, spec_overrides: Sequence[str] = (), *, pretrained: bool = False,
-           features_only: bool = False, out_indices: Optional[Sequence[int]] = None,
+           features_only: Optional[bool] = None, out_indices: Optional[Sequence[int]] = None,
            overrides: Iterable[str] = (), **kwargs: Any) -> nn.Module:
-    """Build spec ``path`` as timm model ``name`` (the body of every registered entrypoint)."""
+    """Build spec ``path`` as timm model ``name`` (the body of every registered entrypoint).
+    ``features_only`` / ``out_indices`` go to :func:`archdsl.build_model` (archdsl's feature API:
+    a list of ``[B, C_i, H_i, W_i]`` maps and ``feature_info``, timm's convention)."""
     for k in _TIMM_PASSED:
         kwargs.pop(k, None)
     if pretrained:
         raise ValueError(f"{name}: archdsl specs have no hosted pretrained weights; pass "
                          f"checkpoint_path=FILE (a state dict from `archdsl import-weights`) instead")
     ov = list(spec_overrides) + list(overrides) + _overrides(kwargs)
-    if features_only:
-        feats = {} if out_indices is None else {"out_indices": tuple(out_indices)}
-        model = build_model(str(path), ov, features_only=True, **feats)
-    else:
-        model = build_model(str(path), ov)
-    model.pretrained_cfg = model.default_cfg = _default_cfg(name, model.spec)
+    feats = {k: v for k, v in (("features_only", features_only), ("out_indices", out_indices)) if v is not None}
+    model = build_model(str(path), ov, **feats)
+    model.pretrained_cfg = model.default_cfg = _default_cfg(name, model.spec, getattr(model, "num_classes", None))
     return model
 
 
-def _default_cfg(name: str, spec: Any) -> Dict[str, Any]:
+def _default_cfg(name: str, spec: Any, num_classes: Optional[int] = None) -> Dict[str, Any]:
     size = int(spec.image_size)
-    return {"architecture": name, "url": "", "num_classes": int(spec.num_classes),
+    classes = int(spec.num_classes if num_classes is None else num_classes)
+    return {"architecture": name, "url": "", "num_classes": classes,
             "input_size": (int(spec.in_chans), size, size), "pool_size": None, "crop_pct": 0.875,
             "interpolation": "bicubic", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
             "first_conv": "", "classifier": "head.fc"}

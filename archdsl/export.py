@@ -6,12 +6,10 @@
 
 ``example``: an image batch ``[B, C, H, W]`` (B >= 2, so the batch is not specialised to 1).
 A dynamic batch works for every shipped spec. A dynamic height / width is asked for in steps of
-``model.reduction`` (the total stride) and works for specs whose ops follow the real grid
-(RoPE, LePE / CPE convolutions, global attention, patch embedding / merging, MLLA stem / merge);
-it does not for Swin windows (whether a grid needs padding to the window size, and the shifted
-mask built per grid, are decided in Python from the concrete size), APE (bicubic resize of the
-table to the grid) and causal scans (a Python loop over chunks whose count is H*W / chunk).
-:func:`export_program` raises :class:`ExportError` with torch's first line of reason then.
+``model.reduction`` (the total stride) and needs ops that follow the real grid symbolically (RoPE,
+LePE / CPE convolutions, global attention, patch embedding / merging, MLLA stem / merge: MLLA-T is
+tested); Swin windows, APE and causal scans decide on the concrete size in Python (docs/export.md),
+and :func:`export_program` raises :class:`ExportError` with torch's first line of reason then.
 
 Tracing never reads or fills archdsl's eager caches (RoPE / window / scan tables:
 ``archdsl.ops.tracing``), so eager calls after an export return real tensors, and RoPE is traced

@@ -13,13 +13,15 @@ timm = pytest.importorskip("timm")
 import archdsl  # noqa: E402
 from archdsl.cli import main  # noqa: E402
 from archdsl.compiler import build_model  # noqa: E402
+from archdsl.integrations import timm as archdsl_timm  # noqa: E402  (importing it registers the shipped specs)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["stages.depths=[1,1,1,1]", "stages.embed_dim=16", "stages.heads=[1,1,2,2]"]
 
 
 def test_every_shipped_spec_is_registered_with_the_archdsl_prefix():
-    registered = archdsl.timm.SHIPPED  # touching archdsl.timm imports archdsl.integrations.timm: registers
+    assert archdsl.timm is archdsl_timm  # the alias attribute
+    registered = archdsl_timm.SHIPPED
     names = set(timm.list_models("archdsl_*"))
     shipped = sorted((ROOT / "specs").glob("**/*.yaml"))
     assert len(registered) == len(shipped)
@@ -77,3 +79,12 @@ def test_import_weights_from_timm_names_what_does_not_fit(tmp_path, capsys):
     assert rc == 2 and "\n" not in err
     assert "timm swin weights do not fit the model: missing in the checkpoint: stages.0.blocks.1." in err
     assert "shape mismatch: patch_embed.proj.weight (32, 3, 4, 4) vs model stem.proj.weight (96, 3, 4, 4)" in err
+
+
+def test_features_only_through_timm_create_model():
+    model = timm.create_model("archdsl_mlla_t", features_only=True, out_indices=(1, 2, 3), overrides=TINY).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [(2, 32, 8, 12), (2, 64, 4, 6), (2, 128, 2, 3)]
+    assert model.feature_info.channels() == [32, 64, 128] and model.feature_info.reduction() == [8, 16, 32]
+    assert model.pretrained_cfg["num_classes"] == 0

@@ -15,6 +15,16 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control and other non-printable characters (NUL, BEL,
+    ESC sequences, newlines) are written as Python escapes (``\\x1b``), so a spec cannot move the
+    cursor or recolour the terminal through an error message."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class SpecError(ValueError):
     """A problem in a spec, located as ``FILE:LINE:COL: key.path: message``.
 
@@ -50,4 +60,4 @@ class SpecError(ValueError):
                     where += f":{self.col}"
             where += ": "
         path = f"{self.path}: " if self.path else ""
-        return f"{where}{path}{self.message}"
+        return printable(f"{where}{path}{self.message}")

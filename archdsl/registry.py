@@ -84,4 +84,8 @@ def load_plugins(modules: list[str]) -> None:
             importlib.import_module(mod)
         except ImportError as e:
             raise SpecError(f"cannot import plugin module '{mod}': {e}") from e
+        except (Exception, SystemExit) as e:  # the plugin's own code failed: still one located line
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise SpecError(f"plugin module '{mod}' failed while importing: {type(e).__name__}"
+                            f"{': ' + first if first else ''}") from e
 

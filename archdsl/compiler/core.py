@@ -174,7 +174,8 @@ def compile_spec(spec: Any, *, image_size: Optional[int] = None, features_only: 
     architecture (e.g. an APE table sized for the spec's ``image_size``) stays that of the spec, so
     the parameter count does not depend on it. Raises :class:`SpecError` located in the spec or
     template file."""
-    registry.load_plugins(list(getattr(spec, "plugins", None) or []))
+    if getattr(spec, "plugins", None) and not getattr(spec, "_plugins_imported", False):
+        spec_mod.import_plugins(spec)  # a ModelSpec made without load_spec: the same opt-in applies
     layout = getattr(spec, "layout", "hierarchical")
     if layout not in LAYOUTS:
         raise SpecError(f"unknown layout '{layout}'{did_you_mean(layout, LAYOUTS)}", **spec.locate(("layout",)))
@@ -188,7 +189,7 @@ def compile_spec(spec: Any, *, image_size: Optional[int] = None, features_only: 
 
 def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any = None,
                 image_size: Optional[int] = None, features_only: Optional[bool] = None,
-                out_indices: Any = None) -> nn.Module:
+                out_indices: Any = None, allow_plugins: Optional[bool] = None) -> nn.Module:
     """Load (if a path or a dict), validate and compile a spec.
 
     ``device="meta"`` allocates no weights (validation only); other devices build on the CPU and
@@ -198,12 +199,13 @@ def build_model(spec_or_path: Any, overrides: Iterable[str] = (), *, device: Any
     ``features_only=True`` gives a backbone (timm's convention): no head, ``forward`` returns one
     ``[B, C_i, H_i, W_i]`` map per ``out_indices`` entry (stage indices; block indices when
     isotropic; default all stages), described by ``model.feature_info``. A spec with a
-    ``features: {out_indices, norm}`` section builds a backbone unless ``features_only=False``."""
+    ``features: {out_indices, norm}`` section builds a backbone unless ``features_only=False``.
+    ``allow_plugins`` lets a spec's ``plugins:`` be imported (default: ``ARCHDSL_ALLOW_PLUGINS``)."""
     overrides = list(overrides or ())
     if isinstance(spec_or_path, (str, Path)):
-        spec = spec_mod.load_spec(str(spec_or_path), overrides)
+        spec = spec_mod.load_spec(str(spec_or_path), overrides, allow_plugins=allow_plugins)
     elif isinstance(spec_or_path, dict):
-        spec = spec_mod.load_spec_dict(spec_or_path, overrides=overrides)
+        spec = spec_mod.load_spec_dict(spec_or_path, overrides=overrides, allow_plugins=allow_plugins)
     else:
         spec = spec_or_path
         if overrides:

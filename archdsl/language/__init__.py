@@ -2,8 +2,9 @@
 
 Public API::
 
-    load_spec(path, overrides=(), *, image_size=None) -> ModelSpec   # resolved + validated
-    load_spec_dict(data, source="<dict>", overrides=(), *, base_dir=None) -> ModelSpec
+    load_spec(path, overrides=(), *, image_size=None, allow_plugins=None) -> ModelSpec   # resolved + validated
+    load_spec_dict(data, source="<dict>", overrides=(), *, base_dir=None, allow_plugins=None) -> ModelSpec
+    import_plugins(spec, allow_plugins=None)   # the spec's `plugins:`, only with an opt-in
     dump_resolved(spec) -> str       # standalone YAML: extends merged, overrides applied, templates inlined
     spec_hash(spec) -> str           # 16 hex digits of the architecture (name and meta excluded)
     spec.locate(path) -> dict        # SpecError location kwargs {file, line, col, path}
@@ -16,12 +17,20 @@ Public API::
 Pipeline of :func:`load_spec`: load YAML (positions) -> resolve ``extends:`` -> apply ``--set``
 overrides -> pydantic validation -> cross-field checks -> import ``plugins`` -> load and check every
 block template the spec uses. Each step raises one located :class:`SpecError`.
+
+Plugins run code, and a spec is untrusted input: ``plugins:`` is imported only with an opt-in from
+the person running archdsl (``allow_plugins=True``, ``archdsl --allow-plugins``, or the environment
+variable ``ARCHDSL_ALLOW_PLUGINS=1``); without it loading stops at the ``plugins:`` line. The spec's
+own folder is not put on ``sys.path``. Every size is bounded (:mod:`archdsl.language.limits`).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -29,6 +38,7 @@ import yaml
 from pydantic import ValidationError
 
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.limits import PLUGINS_ENV, plugins_allowed
 from archdsl.language.resolve import apply_overrides, resolve_data, resolve_file
 from archdsl.language.schema import (
     ModelSpec,
@@ -42,24 +52,29 @@ from archdsl.language.templates import BlockTemplate, block_kind, load_template,
 from archdsl.language.yaml_loader import Pos, Positions, format_path, load_yaml, parse_path
 from archdsl.registry import load_plugins
 
-__all__ = ["load_spec", "load_spec_dict", "dump_resolved", "resolved_data", "spec_hash", "ModelSpec", "SpecError",
+__all__ = ["load_spec", "load_spec_dict", "import_plugins", "dump_resolved", "resolved_data", "spec_hash", "ModelSpec", "SpecError",
            "BlockTemplate", "load_template", "block_kind", "substitute", "json_schema", "ref_parts",
            "did_you_mean", "load_yaml", "format_path", "parse_path"]
 
 
-def load_spec(path: str | Path, overrides: Iterable[str] = (), *, image_size: Optional[int] = None) -> ModelSpec:
+def load_spec(path: str | Path, overrides: Iterable[str] = (), *, image_size: Optional[int] = None,
+              allow_plugins: Optional[bool] = None) -> ModelSpec:
     """Load, resolve and validate a spec file. ``overrides`` are ``--set`` strings (``"mixer.heads=4"``);
-    ``image_size`` replaces the spec's ``image_size``. Raises :class:`SpecError`."""
+    ``image_size`` replaces the spec's ``image_size``; ``allow_plugins`` lets the spec's ``plugins:``
+    be imported (default: the ``ARCHDSL_ALLOW_PLUGINS`` environment variable). Raises :class:`SpecError`."""
     if not isinstance(path, (str, Path)):
         raise TypeError(f"load_spec() takes a file path, got {type(path).__name__}")
     data, positions, display = resolve_file(path)
-    return _finish(data, positions, display, overrides, image_size, default_name=Path(path).stem)
+    return _finish(data, positions, display, overrides, image_size, default_name=Path(path).stem,
+                   allow_plugins=allow_plugins)
 
 
 def load_spec_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] = (), *,
-                   base_dir: Optional[str | Path] = None, image_size: Optional[int] = None) -> ModelSpec:
+                   base_dir: Optional[str | Path] = None, image_size: Optional[int] = None,
+                   allow_plugins: Optional[bool] = None) -> ModelSpec:
     """Validate a spec given as plain data (for programmatic use, e.g. search). ``extends:`` paths
-    resolve against ``base_dir`` (default: the current directory). Errors name ``source``."""
+    resolve against ``base_dir`` (default: the current directory). Errors name ``source``;
+    ``allow_plugins`` as for :func:`load_spec`."""
     if not isinstance(data, dict):
         raise SpecError(f"a spec is a mapping of keys, got {type(data).__name__}", file=source)
     data = copy.deepcopy(data)
@@ -69,7 +84,8 @@ def load_spec_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] 
     data, positions = resolve_data(data, positions, display=source, real_dir=base.resolve(),
                                    display_dir=str(base_dir) if base_dir is not None else "")
     return _finish(data, positions, source, overrides, image_size,
-                   default_name=Path(source).stem if not source.startswith("<") else "model")
+                   default_name=Path(source).stem if not source.startswith("<") else "model",
+                   allow_plugins=allow_plugins)
 
 
 def _all_paths(node: Any, prefix: tuple = ()) -> Iterable[tuple]:
@@ -83,7 +99,7 @@ def _all_paths(node: Any, prefix: tuple = ()) -> Iterable[tuple]:
 
 
 def _finish(data: dict, positions: Positions, display: str, overrides: Iterable[str],
-            image_size: Optional[int], default_name: str) -> ModelSpec:
+            image_size: Optional[int], default_name: str, allow_plugins: Optional[bool]) -> ModelSpec:
     overrides = list(overrides or ())
     if image_size is not None:
         overrides.append(f"image_size={int(image_size)}")
@@ -103,18 +119,44 @@ def _finish(data: dict, positions: Positions, display: str, overrides: Iterable[
     spec._raw = data
     spec._templates = {}
     check_semantics(spec)
-    if spec.plugins:
-
-        for i, mod in enumerate(spec.plugins):
-            try:
-                load_plugins([mod])
-            except SpecError as e:
-                raise e.located(**spec.locate(("plugins", i))) from None
+    import_plugins(spec, allow_plugins)
     for entry in spec.stage_plan():
         ref = entry.block
         if block_kind(ref, spec) == "template":
             load_template(ref, spec, at=entry.block_path)
     return spec
+
+
+def _not_on_path_hint(spec: ModelSpec, top: str) -> str:
+    """When ``top`` sits next to the spec: say that this folder is not on the path, and how to add it."""
+    src = spec.source_file
+    folder = os.path.dirname(os.path.abspath(src)) if not src.startswith("<") else os.getcwd()
+    if os.path.exists(os.path.join(folder, top + ".py")) or os.path.isdir(os.path.join(folder, top)):
+        return (f"; the spec's folder {folder} is not on the Python path: add it explicitly with "
+                f"PYTHONPATH={folder}")
+    return ""
+
+
+def import_plugins(spec: ModelSpec, allow_plugins: Optional[bool] = None) -> None:
+    """Import the spec's ``plugins:`` (so their ``@register`` calls run), only with an opt-in:
+    ``allow_plugins`` or ``ARCHDSL_ALLOW_PLUGINS=1``. A module that cannot be found is reported
+    first (finding a top-level module runs none of its code); without the opt-in, a located error
+    says how to allow plugins; a module that fails while importing is a located error too."""
+    for i, mod in enumerate(spec.plugins):
+        top = mod.split(".")[0]
+        if top not in sys.modules and importlib.util.find_spec(top) is None:
+            raise spec.error(("plugins", i), f"cannot import plugin module '{mod}': No module named '{top}'"
+                                             f"{_not_on_path_hint(spec, top)}")
+    if spec.plugins and not plugins_allowed(allow_plugins):
+        raise spec.error(("plugins",), f"this spec imports Python code (plugins: {', '.join(spec.plugins)}); "
+                                       f"plugins run only with an opt-in: pass --allow-plugins (or set "
+                                       f"{PLUGINS_ENV}=1; Python: allow_plugins=True) if you trust them")
+    for i, mod in enumerate(spec.plugins):
+        try:
+            load_plugins([mod])
+        except SpecError as e:
+            raise e.located(**spec.locate(("plugins", i))) from None
+    spec._plugins_imported = True
 
 
 # ---------------------------------------------------------------- resolved output

@@ -10,7 +10,8 @@ Rules (also in docs/language.md):
   different ``type`` replaces the inherited one entirely (its options are not mixed in); a mapping
   without ``type`` over a name (``mixer: {input_gate: true}`` over ``mixer: linear_attention``) keeps
   the name and adds the options.
-* ``--set a.b.c=VALUE``: VALUE is parsed with ``yaml.safe_load``; parts that are integers index
+* ``--set a.b.c=VALUE``: VALUE is parsed as YAML (``yaml.safe_load`` semantics, with the loader's
+  bounds); parts that are integers index
   lists (``stages.depths.0=3``). Keys of the schema are always settable; an unknown schema key is an
   error with a did-you-mean. Component options are free-form: a new option may be added, except
   when it looks like a misspelling of an existing one (did-you-mean); ``+mixer.opt=VALUE`` adds it
@@ -23,9 +24,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.limits import limit_hint, limits
 from archdsl.language.schema import fields_at
 from archdsl.language.yaml_loader import (
     PathT,
@@ -121,17 +121,25 @@ def resolve_data(data: dict, positions: Positions, *, display: str, real_dir: Pa
     merged_pos: Positions = {}
     for rel, at in bases:
         where = positions.get(at) or positions.get(("extends",)) or Pos(display)
-        real = (real_dir / rel).resolve()
+        real = Path(os.path.realpath(real_dir / rel))  # never raises on a symlink loop (opening it does)
         shown = _display_join(display_dir, rel)
         seen = [r for r, _ in chain]
+        if len(chain) >= limits().max_extends_chain:
+            raise SpecError(f"extends chain too long: more than {limits().max_extends_chain} files "
+                            f"{limit_hint('max_extends_chain')}", **where.kwargs(), path=format_path(at))
         if str(real) in seen:
             names = [s for _, s in chain] + [shown]
             raise SpecError("extends cycle: " + " -> ".join(names[seen.index(str(real)):]), **where.kwargs(),
                             path=format_path(at))
-        if not real.is_file():
+        if not os.path.lexists(real):
             raise SpecError(f"cannot extend '{rel}': file not found ({shown})", **where.kwargs(),
                             path=format_path(at))
-        bdata, bpos = load_yaml_file(real, display=shown)
+        try:
+            bdata, bpos = load_yaml_file(real, display=shown)
+        except SpecError as e:
+            if e.line is not None:  # an error inside the base file: located there
+                raise
+            raise SpecError(f"cannot extend '{rel}': {e.message}", **where.kwargs(), path=format_path(at)) from None
         bdata, bpos = resolve_data(bdata, bpos, display=shown, real_dir=real.parent,
                                    display_dir=os.path.dirname(shown), chain=chain + ((str(real), shown),))
         merged = deep_merge(merged, merged_pos, bdata, bpos, ())
@@ -149,7 +157,7 @@ def resolve_file(path: str | Path) -> tuple[dict, Positions, str]:
     """Load a spec file and resolve its ``extends:`` chain -> ``(data, positions, display_name)``."""
     display = str(path)
     data, positions = load_yaml_file(path, display=display)
-    real = Path(path).resolve()
+    real = Path(os.path.realpath(path))
     data, positions = resolve_data(data, positions, display=display, real_dir=real.parent,
                                    display_dir=os.path.dirname(display), chain=((str(real), display),))
     return data, positions, display
@@ -165,9 +173,19 @@ def _split(text: str, n: int) -> tuple[PathT, bool, str]:
     force = key.startswith("+")
     key = key[1:] if force else key
     if not key or any(not part for part in key.split(".")):
-        raise SpecError(f"bad key in {text!r}: expected dotted keys like mixer.heads or stages.depths.0",
+        raise SpecError(f"bad key in {_short(text)}: expected dotted keys like mixer.heads or stages.depths.0",
+                        **where.kwargs())
+    depth = limits().max_yaml_depth
+    if key.count(".") >= depth:
+        raise SpecError(f"key path too deep: more than {depth} parts {limit_hint('max_yaml_depth')}",
                         **where.kwargs())
     return parse_path(key), force, value
+
+
+def _short(text: str, n: int = 60) -> str:
+    """``repr`` of a user string, cut to about ``n`` characters for a one-line message."""
+    r = repr(text)
+    return r if len(r) <= n else r[:n - 4] + "...'"
 
 
 def _key_in(d: dict, part: Any) -> Any:
@@ -185,10 +203,10 @@ def apply_overrides(data: dict, positions: Positions, overrides: Iterable[str]) 
         path, force, raw_value = _split(text, n)
         where = Pos(SET_FILE, n, None)
         try:
-            value = load_value(raw_value) if raw_value.strip() else ""
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise SpecError(f"cannot parse the value {raw_value!r}: {problem}", **where.kwargs(),
+            value = load_value(raw_value, SET_FILE) if raw_value.strip() else ""
+        except SpecError as e:
+            problem = getattr(e, "detail", None) or e.message
+            raise SpecError(f"cannot parse the value {_short(raw_value)}: {problem}", **where.kwargs(),
                             path=format_path(path)) from None
         _set_path(data, positions, path, value, force, where)
 

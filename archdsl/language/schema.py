@@ -24,6 +24,7 @@ from pydantic import (
 from typing_extensions import Annotated
 
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.limits import limit_hint, limits
 from archdsl.language.yaml_loader import PathT, Positions, format_path, parse_path
 
 __all__ = ["ModelSpec", "StagePlan", "StagesSpec", "StageOverride", "TemplateModel", "ComponentRef", "ref_parts",
@@ -221,6 +222,7 @@ class ModelSpec(_Strict):
     _source: str = PrivateAttr("<dict>")
     _raw: dict = PrivateAttr(default_factory=dict)
     _templates: dict = PrivateAttr(default_factory=dict)
+    _plugins_imported: bool = PrivateAttr(False)
 
     # ------------------------------------------------------------ locations
     @property
@@ -436,6 +438,7 @@ def check_semantics(spec: ModelSpec) -> None:
         n = len(st.depths)
         if n == 0:
             raise spec.error(("stages", "depths"), "expected at least one stage, got an empty list")
+        _bound(spec, ("stages", "depths"), "max_stages", n, "the number of stages")
         if st.dims is not None and st.embed_dim is not None:
             raise spec.error(("stages", "embed_dim"), "give either stages.dims or stages.embed_dim, not both")
         if st.dims is None and st.embed_dim is None:
@@ -471,10 +474,44 @@ def check_semantics(spec: ModelSpec) -> None:
         if spec.patch_size is None and spec.stem is None:
             raise spec.error(("layout",) if "layout" in raw else (),
                              "missing key 'patch_size' (required by layout: isotropic unless a stem is given)")
+    check_sizes(spec)
     for name in spec.plugins:
         if not name or not all(part.isidentifier() for part in name.split(".")):
             i = spec.plugins.index(name)
             raise spec.error(("plugins", i), f"not a Python module name: {_describe(name)}")
+
+
+def _bound(spec: ModelSpec, path: PathT, name: str, value: int, what: str) -> None:
+    """Raise a located :class:`SpecError` naming the limit when ``value`` is over ``limits().name``."""
+    if value > getattr(limits(), name):
+        raise spec.error(path, f"{what} is {value}, more than allowed {limit_hint(name)}")
+
+
+def check_sizes(spec: ModelSpec) -> None:
+    """Every size the spec asks for is within :class:`~archdsl.language.limits.Limits` (so no spec
+    can make the compiler run for hours or allocate without bound). Run after the layout checks."""
+    _bound(spec, ("image_size",), "max_image_size", spec.image_size, "image_size")
+    _bound(spec, ("in_chans",), "max_in_chans", spec.in_chans, "in_chans")
+    _bound(spec, ("num_classes",), "max_num_classes", spec.num_classes, "num_classes")
+    if spec.layout == "isotropic":
+        _bound(spec, ("depth",), "max_stage_depth", spec.depth, "depth")
+        _bound(spec, ("depth",), "max_total_blocks", spec.depth, "the number of blocks")
+        _bound(spec, ("dim",), "max_width", spec.dim, "dim")
+        _bound(spec, ("heads",), "max_heads", spec.heads, "heads")
+        if spec.patch_size is not None:
+            _bound(spec, ("patch_size",), "max_image_size", spec.patch_size, "patch_size")
+        return
+    st = spec.stages
+    for i, d in enumerate(st.depths):
+        _bound(spec, ("stages", "depths", i), "max_stage_depth", d, f"the depth of stage {i}")
+    _bound(spec, ("stages", "depths"), "max_total_blocks", sum(st.depths), "the number of blocks (all stages)")
+    raw = spec._raw.get("stages") or {}
+    for key, name, values in (("dims", "max_width", st.dims), ("heads", "max_heads", st.heads or [])):
+        for i, v in enumerate(values):
+            # a per-stage list points at its item; embed_dim / one int for all stages at that key
+            path = ("stages", key, i) if isinstance(raw.get(key), list) else \
+                ("stages", "embed_dim" if key == "dims" else key)
+            _bound(spec, path, name, v, f"the {'width' if key == 'dims' else 'heads'} of stage {i}")
 
 
 def _draft07(model: type, title: str, ident: str) -> dict:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import operator
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any, Callable, Optional
 
 from archdsl import registry
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.language.limits import limit_hint, limits
 from archdsl.language.schema import ref_parts
 from archdsl.language.yaml_loader import PathT, Positions, format_path, load_yaml_file
 
@@ -293,9 +296,10 @@ def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:
     elif _is_path_ref(name):
         loc = spec.locate(at)
         src = loc.get("file") or ""
-        base = Path(src).resolve().parent if src and not src.startswith("<") and Path(src).exists() else Path.cwd()
-        real = (base / name).resolve()
-        if not real.is_file():
+        base = Path(os.path.realpath(src)).parent if src and not src.startswith("<") and os.path.lexists(src) \
+            else Path.cwd()
+        real = Path(os.path.realpath(base / name))  # never raises on a symlink loop (opening it does)
+        if not os.path.lexists(real):
             raise SpecError(f"block template file not found: {name} (looked in {base})", **loc)
         display = str(Path(src).parent / name) if src and not src.startswith("<") else name
         tpl = load_template_file(real, display=display, origin="file")
@@ -312,12 +316,43 @@ def load_template(ref: Any, spec: Any, at: PathT = ("block",)) -> BlockTemplate:
 
 
 # ---------------------------------------------------------------- substitution
-_FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float}
+
+
+def _bounded(v: Any) -> Any:
+    """``v`` when it is a finite number within ``max_expr_magnitude``; else ValueError."""
+    bound = limits().max_expr_magnitude
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"the result {v} is not a finite number")
+    if abs(v) > bound:
+        raise ValueError(f"a value exceeds {bound} in magnitude {limit_hint('max_expr_magnitude')}")
+    return v
+
+
+def _pow(a: Any, b: Any) -> Any:
+    # |a| <= bound and the result must stay <= bound: check with logarithms before computing
+    if a not in (0, 1, -1) and b > 0 and b * math.log(abs(a)) > math.log(limits().max_expr_magnitude):
+        raise ValueError(f"{a} ** {b} exceeds {limits().max_expr_magnitude} in magnitude "
+                         f"{limit_hint('max_expr_magnitude')}")
+    return a ** b
+
+
+def _round(x: Any, *nd: Any) -> Any:
+    if nd and not -30 <= nd[0] <= 30:  # round(x, -10**9) would build a huge power of ten
+        raise ValueError(f"round() digits must be within -30..30, got {nd[0]}")
+    return round(x, *nd)
+
+
+_FUNCS = {"int": int, "round": _round, "min": min, "max": max, "float": float}
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _pow}
 
 
 def _arith(expr: ast.AST, env: dict) -> Any:
+    """Evaluate the arithmetic subset; every value read or computed is :func:`_bounded`."""
+    return _bounded(_arith_raw(expr, env))
+
+
+def _arith_raw(expr: ast.AST, env: dict) -> Any:
     if isinstance(expr, ast.Expression):
         return _arith(expr.body, env)
     if isinstance(expr, ast.Constant) and isinstance(expr.value, (int, float)) and not isinstance(expr.value, bool):
@@ -341,6 +376,18 @@ def _arith(expr: ast.AST, env: dict) -> Any:
     raise ValueError("only numbers, $variables, + - * / // % ** and int() round() min() max() are allowed")
 
 
+def _parse_expr(expr: str) -> ast.AST:
+    """``ast.parse`` of a bounded expression: length and node count (so the recursive evaluation
+    stays shallow) are checked before anything is evaluated."""
+    bounds = limits()
+    if len(expr) > bounds.max_expr_chars:
+        raise ValueError(f"the expression is {len(expr)} characters long {limit_hint('max_expr_chars')}")
+    tree = ast.parse(expr, mode="eval")
+    if sum(1 for _ in ast.walk(tree)) > bounds.max_expr_nodes:
+        raise ValueError(f"the expression has more than {bounds.max_expr_nodes} terms {limit_hint('max_expr_nodes')}")
+    return tree
+
+
 def _expand(text: str, variables: dict, path: PathT, locate: Callable[[PathT], dict]) -> Any:
     names = [m.group(1) for m in _VAR.finditer(text) if m.group(1) != "$"]
     for nm in names:
@@ -356,13 +403,13 @@ def _expand(text: str, variables: dict, path: PathT, locate: Callable[[PathT], d
         if re.fullmatch(r"[\d\s.+\-*/%(),]*", re.sub(r"\b(int|round|min|max|float)\b", " ", rest)):
             expr = _VAR.sub(lambda m: f"__v_{m.group(1)}", text)
             env = {f"__v_{k}": v for k, v in variables.items()}
+            shown = text if len(text) <= 80 else text[:76] + "..."
             try:
-                tree = ast.parse(expr.strip(), mode="eval")
-                return _arith(tree, env)
-            except SyntaxError:
-                raise SpecError(f"cannot read the expression {text!r}", **locate(path)) from None
+                return _arith(_parse_expr(expr.strip()), env)
+            except (SyntaxError, MemoryError, RecursionError):
+                raise SpecError(f"cannot read the expression {shown!r}", **locate(path)) from None
             except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
-                raise SpecError(f"cannot evaluate {text!r}: {e}", **locate(path)) from None
+                raise SpecError(f"cannot evaluate {shown!r}: {e}", **locate(path)) from None
     return _VAR.sub(lambda m: "$" if m.group(1) == "$" else str(variables[m.group(1)]), text)
 
 

@@ -155,7 +155,7 @@ def test_plugin_module_from_spec(tmp_path, monkeypatch):
     try:
         spec = iso_spec([{"mixer": "$mixer", "name": "attn"}], plugins=["c2_plugin_mod"],
                         mixer={"type": "c2_plugin_mixer", "gain": 3.0})
-        m = build_model(spec)
+        m = build_model(spec, allow_plugins=True)
         x = torch.randn(1, 15, 8)
         torch.testing.assert_close(m.stages[0].blocks[0](x, (3, 5)), 3.0 * x)
     finally:

@@ -34,7 +34,7 @@ def test_plugin_module_registers_a_mixer(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     text = TINY.replace("block: {type: mlla, mlp_ratio: 2.0}", "block: transformer").replace(
         "mixer:\n  type: linear_attention\n  positional: [rope2d, lepe]\n", f"mixer: {{type: {name}, init: 0.5}}\n")
-    spec = load_spec(write(tmp_path, "s.yaml", text + f"plugins: [{mod}]\n"))
+    spec = load_spec(write(tmp_path, "s.yaml", text + f"plugins: [{mod}]\n"), allow_plugins=True)
     model = build_model(spec)
     scales = [p for n, p in model.named_parameters() if n.endswith("attn.scale")]
     assert len(scales) == 3 and all(torch.equal(s, torch.full_like(s, 0.5)) for s in scales)

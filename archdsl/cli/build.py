@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Dict
 
 from archdsl.errors import SpecError
@@ -45,13 +44,9 @@ def load_weights(model: Any, path: str) -> None:
     Problems raise SpecError naming at most a few keys of each kind."""
     import torch
 
-    if not Path(path).is_file():
-        raise SpecError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unreadable / not a torch file
-        raise SpecError(f"cannot read the weights (is it a torch.save file?): {type(e).__name__}: {e}".splitlines()[0],
-                        file=path) from None
+    from archdsl.convert.checkpoint import read_checkpoint
+
+    state = read_checkpoint(path, "weights file")
     if isinstance(state, dict):
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), dict):
@@ -99,28 +94,43 @@ def _table(info: Dict[str, Any]) -> None:
     Console().print(t)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _size_location(spec: Any, image_size: int | None) -> dict:
+    """Where a too-large model is reported: the spec's ``image_size`` (or the file, for --image-size)."""
+    if image_size is None:
+        return spec.locate(("image_size",))
+    return {"file": spec.source_file, "path": "--image-size"}
 
-    from archdsl.analysis.summary import summarize
+
+def run(args: argparse.Namespace) -> int:
     from archdsl.cli import UserError
-    from archdsl.compiler import build_model
+    from archdsl.cli.validate import check_image_size
     from archdsl.language import dump_resolved, load_spec
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.image_size is not None and args.image_size < 1:
-        raise UserError(f"--image-size must be >= 1, got {args.image_size}")
-    spec = load_spec(args.spec, args.overrides)
-    if args.resolved:
-        build_model(spec, device="meta")  # the resolved text must compile
+    check_image_size(args.image_size)
+    spec = load_spec(args.spec, args.overrides)  # spec errors end here, before torch is imported
+    import torch
+
+    from archdsl.analysis.memory import check_memory
+    from archdsl.analysis.summary import summarize
+    from archdsl.compiler import build_model
+
+    meta = build_model(spec, device="meta", image_size=args.image_size)  # checks shapes; allocates nothing
+    if args.resolved:  # the resolved text compiles (checked just above)
         sys.stdout.write(dump_resolved(spec))
         return 0
+    size = int(args.image_size or spec.image_size)
+    try:  # refuse before allocating more than max_memory
+        check_memory(meta, size, args.batch_size, where=_size_location(spec, args.image_size))
+    except ValueError as e:
+        if isinstance(e, SpecError):
+            raise
+        raise UserError(str(e)) from None
     torch.manual_seed(args.seed)
     model = build_model(spec, image_size=args.image_size, features_only=True if args.features_only else None)
     if args.weights:
         load_weights(model, args.weights)
-    size = int(args.image_size or spec.image_size)
     model.eval()
     x = torch.randn(args.batch_size, int(spec.in_chans), size, size)
     try:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from archdsl.convert import FORMATS
-
     p = sub.add_parser("import-weights", help="convert an official checkpoint into a spec's state dict",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--from", dest="fmt", required=True, choices=sorted(FORMATS),
-                   help="layout of the checkpoint (mlla: github.com/LeapLabTHU/MLLA; timm: a timm model's state_dict)")
+    p.add_argument("--from", dest="fmt", required=True, metavar="FORMAT",
+                   help="layout of the checkpoint: mlla (github.com/LeapLabTHU/MLLA) or timm (a timm model's "
+                        "state_dict)")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint file (.pth / .pt)")
     p.add_argument("--spec", required=True, help="the model spec the weights are converted for")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
@@ -36,15 +36,40 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from archdsl import build_model
-    from archdsl.convert import FORMATS, load_checkpoint, save_state_dict
+def _check_out(out: str) -> None:
+    """``--out`` must name a file in a folder we can write (it is written atomically at the end)."""
+    from archdsl.cli import UserError
 
-    official = load_checkpoint(args.checkpoint)
+    if os.path.isdir(out):
+        raise UserError(f"--out {out} is a directory; give a file name, e.g. {os.path.join(out, 'weights.pt')}")
+    folder = os.path.dirname(os.path.abspath(out))
+    probe = folder
+    while not os.path.exists(probe):  # the nearest existing parent is where the folders get created
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"--out {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+        raise UserError(f"--out {out}: permission denied (cannot write in {probe})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from archdsl.cli import UserError
+    from archdsl.errors import did_you_mean
+    from archdsl.language import load_spec
+
     overrides = list(args.overrides)
     if args.features_only and not any(o.lstrip("+").startswith("features.norm") for o in overrides):
         overrides.append("features.norm=true")
-    model = build_model(args.spec, overrides=overrides, features_only=True if args.features_only else None)
+    spec = load_spec(args.spec, overrides)  # spec and --out errors end here, before torch is imported
+    _check_out(args.out)
+    from archdsl.compiler import build_model
+    from archdsl.convert import FORMATS, load_checkpoint, save_state_dict
+
+    if args.fmt not in FORMATS:
+        raise UserError(f"--from: unknown format '{args.fmt}'{did_you_mean(args.fmt, FORMATS)}; "
+                        f"known: {', '.join(sorted(FORMATS))}")
+    official = load_checkpoint(args.checkpoint)
+    model = build_model(spec, features_only=True if args.features_only else None)
     report: dict = {}
     convert = FORMATS[args.fmt]
     takes_report = "report" in inspect.signature(convert).parameters

@@ -6,9 +6,11 @@ that ``archdsl import-weights`` prints.
 """
 from __future__ import annotations
 
+from archdsl.convert.checkpoint import read_checkpoint
 from archdsl.convert.mlla import convert_mlla_state_dict, load_checkpoint, save_state_dict
 from archdsl.convert.timm import convert_timm_state_dict
 
 FORMATS = {"mlla": convert_mlla_state_dict, "timm": convert_timm_state_dict}
 
-__all__ = ["FORMATS", "convert_mlla_state_dict", "convert_timm_state_dict", "load_checkpoint", "save_state_dict"]
+__all__ = ["FORMATS", "convert_mlla_state_dict", "convert_timm_state_dict", "load_checkpoint", "read_checkpoint",
+           "save_state_dict"]

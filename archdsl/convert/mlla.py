@@ -38,6 +38,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from archdsl.convert.checkpoint import read_checkpoint
 from archdsl.errors import SpecError
 from archdsl.layers.mlla import MLLAMerge, MLLAStem
 
@@ -62,12 +63,7 @@ _MAX_LISTED = 5
 def load_checkpoint(path: str) -> "OrderedDict[str, torch.Tensor]":
     """Read a checkpoint file (``torch.load``, ``weights_only=True``, CPU) and unwrap the state dict
     from ``{"model": ...}`` (the released MLLA files), ``{"state_dict": ...}`` or a bare dict."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
-        raise SpecError(f"checkpoint not found: {path}") from e
-    except Exception as e:  # unpickling errors of all kinds: a user-supplied file
-        raise SpecError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    obj = read_checkpoint(path)
     for key in ("model", "state_dict", "model_state"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -255,15 +251,22 @@ def load_official_mlla(model: nn.Module, checkpoint: str) -> nn.Module:
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str) -> None:
     """Write ``state`` with ``torch.save`` atomically (a temporary file in the same folder, then
-    ``os.replace``), so an interrupted run never leaves a half-written file."""
+    ``os.replace``), so an interrupted run never leaves a half-written file. A folder, a read-only
+    place or a full disk is a :class:`SpecError` naming ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    if os.path.isdir(path):
+        raise SpecError(f"cannot write {path}: it is a directory (give a file name, e.g. {path}/weights.pt)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    except OSError as e:
+        raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         torch.save(dict(state), tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as e:  # disk full, read-only file, ...
+        raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:  # nothing half-written is left (after os.replace the temporary name is gone)
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise

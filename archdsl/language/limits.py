@@ -53,6 +53,8 @@ class Limits:
     """nodes of one document after alias (``*a``) expansion (alias bombs stop here)"""
     max_extends_chain: int = 32
     """files in one ``extends:`` chain"""
+    max_extends_files: int = 64
+    """base files read while resolving one spec's ``extends:`` (lists of lists grow fast)"""
     max_stages: int = 16
     """stages of the hierarchical layout"""
     max_stage_depth: int = 256

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.limits import limit_hint, limits
@@ -108,9 +108,10 @@ def _extends_list(data: dict, positions: Positions, file: str) -> list[tuple[str
 
 
 def resolve_data(data: dict, positions: Positions, *, display: str, real_dir: Path, display_dir: str,
-                 chain: tuple[tuple[str, str], ...] = ()) -> tuple[dict, Positions]:
+                 chain: tuple[tuple[str, str], ...] = (), _reads: Optional[list] = None) -> tuple[dict, Positions]:
     """Resolve the ``extends:`` of already-loaded data; returns merged ``(data, positions)``
-    without the ``extends`` key."""
+    without the ``extends`` key. ``_reads`` counts the base files read (one list per resolution)."""
+    reads = _reads if _reads is not None else [0]
     bases = _extends_list(data, positions, display)
     if not bases:
         out = {k: v for k, v in data.items() if k != "extends"}
@@ -124,6 +125,10 @@ def resolve_data(data: dict, positions: Positions, *, display: str, real_dir: Pa
         real = Path(os.path.realpath(real_dir / rel))  # never raises on a symlink loop (opening it does)
         shown = _display_join(display_dir, rel)
         seen = [r for r, _ in chain]
+        reads[0] += 1
+        if reads[0] > limits().max_extends_files:
+            raise SpecError(f"extends reads too many files: more than {limits().max_extends_files} "
+                            f"{limit_hint('max_extends_files')}", **where.kwargs(), path=format_path(at))
         if len(chain) >= limits().max_extends_chain:
             raise SpecError(f"extends chain too long: more than {limits().max_extends_chain} files "
                             f"{limit_hint('max_extends_chain')}", **where.kwargs(), path=format_path(at))
@@ -141,7 +146,8 @@ def resolve_data(data: dict, positions: Positions, *, display: str, real_dir: Pa
                 raise
             raise SpecError(f"cannot extend '{rel}': {e.message}", **where.kwargs(), path=format_path(at)) from None
         bdata, bpos = resolve_data(bdata, bpos, display=shown, real_dir=real.parent,
-                                   display_dir=os.path.dirname(shown), chain=chain + ((str(real), shown),))
+                                   display_dir=os.path.dirname(shown), chain=chain + ((str(real), shown),),
+                                   _reads=reads)
         merged = deep_merge(merged, merged_pos, bdata, bpos, ())
     own = {k: v for k, v in data.items() if k != "extends"}
     own_pos = dict(positions)

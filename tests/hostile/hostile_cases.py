@@ -172,7 +172,10 @@ def file_cases() -> list[Case]:
         _v("extends_deep_base", files={"s.yaml": ext.format(target="b.yaml"), "b.yaml": _deep_flow(5000)},
            err="b.yaml:1"),
         _v("extends_many", files={"s.yaml": "extends: [" + ", ".join(["b.yaml"] * 300) + "]\n", "b.yaml": t},
-           expect=(0,)),
+           err="extends reads too many files"),
+        _v("extends_diamonds", files={"s.yaml": "extends: [a0.yaml, a0.yaml]\n", **{
+            f"a{i}.yaml": f"extends: [a{i + 1}.yaml, a{i + 1}.yaml]\n" for i in range(30)}, "a30.yaml": t},
+           err="extends reads too many files"),
         Case("template_dev_zero", {"s.yaml": t.replace("{type: mlla, mlp_ratio: 2.0}", "z.yaml"),
                                    "z.yaml": ("link", "/dev/zero")}, ["validate", "--no-compile", "s.yaml"],
              err="refusing to read"),
@@ -262,8 +265,6 @@ def expr_cases() -> list[Case]:
         Case("expr_100k_terms", iso("$dim" + " + 1" * 60_000), ["validate", "s.yaml"], err="characters long"),
         Case("expr_nested_parens", iso("(" * 3000 + "$dim" + ")" * 3000), ["validate", "s.yaml"],
              err="characters long"),
-        Case("expr_huge_product", iso("$dim * 10**12"), ["validate", "s.yaml"], err="in magnitude"),
-        Case("expr_many_nodes", iso("$dim" + "+1" * 150), ["validate", "s.yaml"], err="more than 200 terms"),
     ]
     return _torch(cases)
 
@@ -328,9 +329,9 @@ def cli_cases() -> list[Case]:
         _v("limit_raised", files={"s.yaml": t.replace("depths: [1, 2]", "depths: [300, 1]")},
            args=["--limit", "max_stage_depth=300"], expect=(0,)),
         Case("schema_out_dir", {"d": DIR}, ["schema", "--out", "d"], err="cannot write d"),
-    ] + _torch([
         Case("iw_out_is_dir", {**ckpt, "c.pt": b"", "o": DIR}, iw + ["o"], err="is a directory"),
         Case("iw_out_under_file", {**ckpt, "c.pt": b"", "f": "x"}, iw + ["f/x.pt"], err="is not a directory"),
+    ] + _torch([
         Case("iw_truncated", {**ckpt, "c.pt": b"PK\x03\x04" + b"\x00" * 100}, iw + ["o.pt"],
              err="truncated or not a PyTorch checkpoint"),
         Case("iw_junk", {**ckpt, "c.pt": b"hello world" * 10}, iw + ["o.pt"], err="truncated or not a PyTorch"),

@@ -38,11 +38,11 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
+        if "Unsupported global" in str(e):  # a pickle that names a callable: refused, never run
             raise SpecError(f"cannot read {what} {path}: it holds Python objects other than tensors "
                             f"(refused: only weights are loaded)") from None
         raise SpecError(f"cannot read {what} {path}: truncated or not a PyTorch checkpoint "
-                        f"({type(e).__name__})") from None
+                        f"(is it a torch.save file? {type(e).__name__})") from None
     except Exception as e:  # EOFError, KeyError, struct.error, zip errors...: whatever the bytes make
         raise SpecError(f"cannot read {what} {path}: truncated or not a PyTorch checkpoint "
-                        f"({type(e).__name__})") from None
+                        f"(is it a torch.save file? {type(e).__name__})") from None

@@ -19,18 +19,15 @@ MARKER = "MARKER"  # a plugin module that runs writes this file into the case fo
 TINY = """\
 name: tiny
 layout: hierarchical
-image_size: 32
 num_classes: 10
+image_size: 32
 stem: mlla_stem
-stages:
-  dims: [8, 16]
-  depths: [1, 2]
-  heads: [2, 4]
+stages: {dims: [8, 16], depths: [1, 2], heads: [2, 4]}
 downsample: mlla_merge
 block: {type: mlla, mlp_ratio: 2.0}
 mixer: {type: linear_attention, positional: [rope2d, lepe]}
 head: norm_pool_linear
-"""
+"""  # lines appended to it start at line 11
 ISO = """\
 name: iso
 layout: isotropic
@@ -127,10 +124,10 @@ def yaml_cases() -> list[Case]:
         _v("multi_doc", files={"s.yaml": t + "---\nname: b\n"}, err="expected a single document"),
         _v("empty_file", files={"s.yaml": ""}, err="empty document"),
         _v("huge_int_literal", files={"s.yaml": t.replace("num_classes: 10", "num_classes: " + "9" * 5000)},
-           err="s.yaml:4"),
+           err="s.yaml:3"),
         _v("inf_image_size", files={"s.yaml": t.replace("image_size: 32", "image_size: .inf")}, err="image_size"),
         _v("nan_drop_path", files={"s.yaml": t + "drop_path: .nan\n"}, err="drop_path"),
-        _v("tab_indent", files={"s.yaml": t.replace("  depths:", "\tdepths:")}, err="invalid YAML"),
+        _v("tab_indent", files={"s.yaml": t.replace("stages: {", "stages:\n\t{")}, err="invalid YAML"),
         _v("duplicate_key", files={"s.yaml": t + "stem: x\n"}, err="duplicate key"),
         _v("merge_key_bomb", files={"s.yaml": "b: &b {" + ", ".join(f"k{i}: 0" for i in range(3000)) + "}\n"
                                    + "".join(f"c{i}: {{<<: *b}}\n" for i in range(30))}, err="YAML"),
@@ -227,13 +224,13 @@ def size_cases() -> list[Case]:
     t = TINY
     return [
         _v("depth_1m", files={"s.yaml": t.replace("depths: [1, 2]", "depths: [1000000, 1]")},
-           err="s.yaml:8:12: stages.depths.0: the depth of stage 0 is 1000000, more than allowed (limit max_stage_depth"),
+           err="s.yaml:6:34: stages.depths.0: the depth of stage 0 is 1000000, more than allowed (limit max_stage_depth"),
         _v("total_blocks", files={"s.yaml": t.replace("dims: [8, 16]", "embed_dim: 8").replace(
             "depths: [1, 2]", "depths: [200, 200, 200]").replace("heads: [2, 4]", "heads: 1")},
            err="the number of blocks (all stages) is 600"),
         _v("width_100k", files={"s.yaml": t.replace("dims: [8, 16]", "dims: [8, 100000]")},
            err="stages.dims.1: the width of stage 1 is 100000"),
-        _v("embed_dim_doubling", files={"s.yaml": t.replace("  dims: [8, 16]\n", "  embed_dim: 10000\n")},
+        _v("embed_dim_doubling", files={"s.yaml": t.replace("dims: [8, 16]", "embed_dim: 10000")},
            err="stages.embed_dim: the width of stage 1 is 20000"),
         _v("heads_huge", files={"s.yaml": t.replace("heads: [2, 4]", "heads: 100000")},
            err="stages.heads: the heads of stage 0 is 100000"),
@@ -241,7 +238,7 @@ def size_cases() -> list[Case]:
             "depths: [1, 2]", "depths: [" + ", ".join(["1"] * 20) + "]").replace("heads: [2, 4]", "heads: 1")},
            err="the number of stages is 20"),
         _v("image_size_100k", files={"s.yaml": t.replace("image_size: 32", "image_size: 100000")},
-           err="s.yaml:3:1: image_size: image_size is 100000"),
+           err="s.yaml:4:1: image_size: image_size is 100000"),
         _v("in_chans_huge", files={"s.yaml": t + "in_chans: 100000\n"}, err="in_chans is 100000"),
         _v("num_classes_huge", files={"s.yaml": t.replace("num_classes: 10", "num_classes: 1000000000")},
            err="num_classes is 1000000000"),
@@ -288,7 +285,7 @@ def plugin_cases() -> list[Case]:
     here = {"s.yaml": t + "plugins: [mark_mod]\n", "mark_mod.py": PLUGIN}
     on_path = {"s.yaml": t + "plugins: [mark_pkg]\n", "lib/mark_pkg.py": PLUGIN}
     return [
-        _v("plugin_antigravity", files={"s.yaml": t + "plugins: [antigravity]\n"}, err="s.yaml:14:1: plugins: this spec"
+        _v("plugin_antigravity", files={"s.yaml": t + "plugins: [antigravity]\n"}, err="s.yaml:11:1: plugins: this spec"
                                                                                      " imports Python code"),
         Case("plugin_this_json", {"s.yaml": t + "plugins: [this]\n"}, ["build", "s.yaml", "--json"],
              err="--allow-plugins", out_empty=True),
@@ -307,7 +304,7 @@ def plugin_cases() -> list[Case]:
         _v("plugin_os_system", files={"s.yaml": t + "plugins: [os.system]\n"}, err="--allow-plugins"),
         _v("plugin_in_base", files={"s.yaml": "extends: b.yaml\n", "b.yaml": t + "plugins: [mark_pkg]\n",
                                     "lib/mark_pkg.py": PLUGIN}, env={"PYTHONPATH": "{d}/lib"},
-           err="b.yaml:14:1: plugins"),
+           err="b.yaml:11:1: plugins"),
         _v("plugin_missing_module", files={"s.yaml": t + "plugins: [no_such_mod_zz]\n"},
            err="cannot import plugin module 'no_such_mod_zz'"),
         _v("plugin_python_tag_in_meta", files={"s.yaml": t + "meta: !!python/name:os.system\n"},

@@ -102,3 +102,14 @@ def test_plugin_next_to_the_spec_is_not_on_the_path(tmp_path):
     with pytest.raises(SpecError, match=f"spec's folder {tmp_path} is not on the Python path: add it explicitly "
                                         f"with PYTHONPATH={tmp_path}"):
         load_spec(write(tmp_path, "s.yaml", TINY + f"plugins: [{mod}]\n"), allow_plugins=True)
+
+
+def test_every_limit_is_documented():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from archdsl.language.limits import env_name
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    for f in fields(Limits):
+        assert f"| `{f.name}` |" in doc and env_name(f.name) in doc, f.name

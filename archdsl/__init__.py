@@ -2,8 +2,10 @@
 
 Public API (everything else may change):
 
-    load_spec(path, overrides=()) -> Spec        # YAML -> validated, resolved spec
-    build_model(spec_or_path, overrides=()) -> nn.Module
+    load_spec(path, overrides=(), allow_plugins=None) -> Spec   # YAML -> validated, resolved spec
+    build_model(spec_or_path, overrides=(), allow_plugins=None) -> nn.Module
+                                                  # a spec's plugins: import only with allow_plugins=True
+                                                  # (or ARCHDSL_ALLOW_PLUGINS=1); docs/security.md
     run_search(space=..., budget=..., out_dir=...) -> dict   # the `archdsl search` pipeline
     register(kind, name)                          # add a mixer / block / stem / ... from Python
     timm                                          # archdsl.integrations.timm (register_spec; needs timm)

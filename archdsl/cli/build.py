@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from archdsl.analysis.summary import summarize
     from archdsl.compiler import build_model
 
-    meta = build_model(spec, device="meta", image_size=args.image_size)  # checks shapes; allocates nothing
+    features_only = True if args.features_only else None
+    meta = build_model(spec, device="meta", image_size=args.image_size,  # checks shapes; allocates nothing
+                       features_only=features_only)
     if args.resolved:  # the resolved text compiles (checked just above)
         sys.stdout.write(dump_resolved(spec))
         return 0
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise UserError(str(e)) from None
     torch.manual_seed(args.seed)
-    model = build_model(spec, image_size=args.image_size, features_only=True if args.features_only else None)
+    model = build_model(spec, image_size=args.image_size, features_only=features_only)
     if args.weights:
         load_weights(model, args.weights)
     model.eval()

@@ -6,6 +6,7 @@ Public API (everything else may change):
     build_model(spec_or_path, overrides=(), allow_plugins=None) -> nn.Module
                                                   # a spec's plugins: import only with allow_plugins=True
                                                   # (or ARCHDSL_ALLOW_PLUGINS=1); docs/security.md
+    optimize(model, for_inference=True) -> nn.Module   # folded / fused copy for deployment
     run_search(space=..., budget=..., out_dir=...) -> dict   # the `archdsl search` pipeline
     register(kind, name)                          # add a mixer / block / stem / ... from Python
     timm                                          # archdsl.integrations.timm (register_spec; needs timm)
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 from archdsl.errors import SpecError
 from archdsl.registry import register
 
-__all__ = ["__version__", "register", "SpecError", "load_spec", "build_model", "run_search"]
+__all__ = ["__version__", "register", "SpecError", "load_spec", "build_model", "optimize", "run_search"]
 
 
 def __getattr__(name: str):  # lazy: importing archdsl must not import torch-heavy modules
@@ -34,6 +35,10 @@ def __getattr__(name: str):  # lazy: importing archdsl must not import torch-hea
         from archdsl.integrations import timm
 
         return timm
+    if name == "optimize":
+        from archdsl.compiler.optimize import optimize
+
+        return optimize
     if name == "run_search":
         from archdsl.search import run_search
 

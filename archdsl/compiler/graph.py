@@ -70,13 +70,16 @@ class _Branch(_Node):
         self.paths, self.merge = paths, merge
 
     def run(self, x, hw):
-        outs = [p.run(x, hw)[0] for p in self.paths.values()]
+        return self.merge_outputs([p.run(x, hw)[0] for p in self.paths.values()]), hw
+
+    def merge_outputs(self, outs: List[torch.Tensor]) -> torch.Tensor:
+        """The paths' outputs merged: concatenated on channels, multiplied or summed."""
         if self.merge == "concat":
-            return torch.cat(outs, dim=-1), hw
+            return torch.cat(outs, dim=-1)
         y = outs[0]
         for o in outs[1:]:
             y = y * o if self.merge == "mul" else y + o
-        return y, hw
+        return y
 
     def describe(self) -> str:
         inner = "; ".join(f"{k}: {v.describe()}" for k, v in self.paths.items())

@@ -45,18 +45,21 @@ def check_tokens(x: torch.Tensor, hw: HW, dim: int | None = None, name: str = "l
 
 
 def tokens_to_map(x: torch.Tensor, hw: HW) -> torch.Tensor:
-    """``[B, N, C] -> [B, C, H, W]``."""
+    """``[B, N, C] -> [B, C, H, W]``, a channels-last view of the tokens (no copy when ``x`` is
+    contiguous): convolutions on it run oneDNN's channels-last kernels and return channels-last maps,
+    which :func:`map_to_tokens` turns back into tokens without a copy."""
     B, N, C = x.shape
     H, W = hw
     if N != H * W:
         raise ValueError(f"token count {N} does not match grid {H}x{W}")
-    return x.transpose(1, 2).reshape(B, C, H, W)
+    return x.reshape(B, H, W, C).permute(0, 3, 1, 2)
 
 
 def map_to_tokens(x: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-    """``[B, C, H, W] -> ([B, H*W, C], (H, W))``."""
+    """``[B, C, H, W] -> ([B, H*W, C], (H, W))``: contiguous tokens, a view when ``x`` is
+    channels-last (one copy otherwise)."""
     B, C, H, W = x.shape
-    return x.flatten(2).transpose(1, 2), (H, W)
+    return x.permute(0, 2, 3, 1).reshape(B, H * W, C), (H, W)
 
 
 def pad_to_multiple(img: torch.Tensor, p: int) -> torch.Tensor:

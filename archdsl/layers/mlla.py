@@ -85,7 +85,8 @@ class MLLAStem(nn.Module):
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
         if img.dim() != 4:
             raise ValueError(f"mlla_stem expects images [B, C, H, W], got shape {tuple(img.shape)}")
-        x = self.conv1(pad_to_multiple(img, 4))  # official detection backbone: pad to the patch size
+        img = pad_to_multiple(img, 4)  # official detection backbone: pad to the patch size
+        x = self.conv1(img.contiguous(memory_format=torch.channels_last))  # oneDNN's fast layout
         x = self.conv2(x) + x
         x = self.conv3(x)
         return map_to_tokens(x)

@@ -28,7 +28,8 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim) if norm else None
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-        x, hw = map_to_tokens(self.proj(pad_to_multiple(img, self.patch_size)))  # [B, H/p * W/p, dim]
+        img = pad_to_multiple(img, self.patch_size).contiguous(memory_format=torch.channels_last)
+        x, hw = map_to_tokens(self.proj(img))  # [B, H/p * W/p, dim]
         if self.norm is not None:
             x = self.norm(x)
         return x, hw
@@ -60,4 +61,5 @@ class ConvStem(nn.Module):
         self.conv2 = ConvBN(hidden, dim, 3, 2, act=None)
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-        return map_to_tokens(self.conv2(self.conv1(pad_to_multiple(img, 4))))
+        img = pad_to_multiple(img, 4).contiguous(memory_format=torch.channels_last)
+        return map_to_tokens(self.conv2(self.conv1(img)))

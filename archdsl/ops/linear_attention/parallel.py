@@ -44,13 +44,13 @@ def linear_attention(
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     n = k.shape[-2]
     scale = 1.0 / n if reduction == "mean" else 1.0
-    kv = k.transpose(-1, -2) @ v  # [B,H,K,V]
-    out = (q @ kv) * scale  # [B,H,N,V]
+    kv = (k.transpose(-1, -2) @ v) * scale  # [B,H,K,V]: the scale on the small state, not on the output
+    out = q @ kv  # [B,H,N,V]
     if normalize:
         qn = q if q_norm is None else q_norm
         kn = k if k_norm is None else k_norm
         ksum = kn.sum(dim=-2, keepdim=True) * scale  # [B,H,1,K]
-        den = (qn * ksum).sum(-1, keepdim=True)  # [B,H,N,1]
+        den = qn @ ksum.transpose(-1, -2)  # [B,H,N,1], a matmul instead of a [B,H,N,K] product
         out = out / (den + eps)
     return out
 

@@ -22,7 +22,7 @@ from archdsl.errors import SpecError, printable
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.
-COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "export", "search", "calibrate")
+COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "export", "search", "calibrate", "build_ext")
 
 
 class UserError(Exception):

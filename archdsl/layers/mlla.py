@@ -19,18 +19,16 @@ State-dict keys equal the official ones (``conv1.conv.weight``, ``conv2.0.norm.r
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, check_tokens, map_to_tokens, pad_to_multiple, tokens_to_map
-from archdsl.ops.rope import apply_rope, rope2d_angles, rope2d_cos_sin
-from archdsl.ops.tracing import is_tracing
+from archdsl.layers.base import HW, map_to_tokens, pad_to_multiple, tokens_to_map
 from archdsl.registry import register
 
-__all__ = ["ConvNormAct", "MLLAStem", "MLLAMerge", "MLLAAttention"]
+__all__ = ["ConvNormAct", "MLLAStem", "MLLAMerge"]
 
 
 class ConvNormAct(nn.Module):
@@ -122,105 +120,3 @@ class MLLAMerge(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim_in={self.dim_in}, dim_out={self.dim_out}, hidden={self.hidden}"
-
-
-# --------------------------------------------------------------------------------------------------
-# fused MLLA attention
-
-
-_MLLA_ONLY = {"feature_map": "elu_plus_one", "normalize": True, "input_gate": False, "forget_gate": False,
-              "shortcut": False, "v_proj": False, "out_proj": False}
-
-
-@register("mixer", "mlla_attention")
-class MLLAAttention(nn.Module):
-    """MLLA's linear attention, fused: exactly ``linear_attention`` with its defaults and
-    ``positional: [rope2d, lepe]`` (same parameters ``qk``, ``lepe``, same outputs), written for speed.
-    x: [B, N, C] on the grid (H, W) -> [B, N, C]::
-
-        q, k = elu(qk(x)) + 1                      (one Linear C -> 2C)
-        out  = RoPE(q) [RoPE(k)^T x / N] / (q . mean_n(k) + eps) + LePE(x)     per head
-
-    Differences from the generic mixer: q and k are rotated (eager; the equal real form while
-    traced for export) in one complex multiply by a complex64
-    table built once per grid size, the normaliser is a [N, d] x [d, 1] matmul, and the 1/N scale is
-    applied to the small [d, d] state (measured speed vs the generic layer: docs/mixers.md). The other switches of ``linear_attention`` are accepted only with
-    MLLA's values (so ``--set mixer.type=mlla_attention`` works on an MLLA spec); anything else is a
-    ValueError pointing to ``linear_attention``.
-    """
-
-    def __init__(self, dim: int, heads: int, positional: Sequence[str] = ("rope2d", "lepe"), qkv_bias: bool = True,
-                 eps: float = 1e-6, base: float = 10000.0, key_dim: Optional[int] = None, **switches: object):
-        super().__init__()
-        _positive("dim", dim)
-        _positive("heads", heads)
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        for name, value in switches.items():
-            if name not in _MLLA_ONLY:
-                raise TypeError(f"mlla_attention got an unexpected option '{name}'")
-            if value != _MLLA_ONLY[name]:
-                raise ValueError(f"mlla_attention is the fused MLLA configuration: {name} must be "
-                                 f"{_MLLA_ONLY[name]!r}, got {value!r}; use linear_attention for the other switches")
-        if key_dim is not None and key_dim != dim // heads:
-            raise ValueError(f"mlla_attention uses key_dim = dim / heads = {dim // heads}, got {key_dim}")
-        pos = (positional,) if isinstance(positional, str) else tuple(positional or ())
-        unknown = [p for p in pos if p not in ("rope2d", "lepe")]
-        if unknown or len(set(pos)) != len(pos):
-            raise ValueError(f"positional must be a subset of ['rope2d', 'lepe'] without repeats, got {list(pos)}")
-        if "rope2d" in pos and dim % 4:
-            raise ValueError(f"rope2d needs a channel dim divisible by 4; got {dim}")
-        self.dim, self.heads, self.eps, self.base = dim, heads, float(eps), float(base)
-        self.positional = pos
-        self.qk = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.lepe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim) if "lepe" in pos else None
-        self._rot: dict = {}
-
-    def _make_rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
-        ang = rope2d_angles(hw[0], hw[1], self.dim, self.base)  # [N, C/2] float64
-        return torch.polar(torch.ones_like(ang), ang).to(device=device, dtype=torch.complex64)
-
-    def _rotation(self, hw: HW, device: torch.device) -> torch.Tensor:
-        """Complex rotation table [N, C/2] (complex64) for the grid (eager only: while a tracer
-        runs, forward uses the real form and nothing is cached); cached per (grid, device, mode)
-        (a table made under inference_mode is never reused for autograd)."""
-        key = (hw, device, torch.is_inference_mode_enabled())
-        rot = self._rot.get(key)
-        if rot is None:
-            if len(self._rot) > 8:
-                self._rot.clear()
-            rot = self._rot[key] = self._make_rotation(hw, device)
-        return rot
-
-    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = check_tokens(x, hw)
-        H, W = hw
-        h, d = self.heads, C // self.heads
-        qk = F.elu(self.qk(x)) + 1.0  # [B, N, 2C]
-        if "rope2d" in self.positional and is_tracing():  # real form: exported graphs have no complex type
-            cos, sin = rope2d_cos_sin(H, W, C, self.base, x.device, torch.float32)
-            qk2 = qk.float().reshape(B, N, 2, C).transpose(1, 2)  # [B, 2, N, C]
-            qk_rot = apply_rope(qk2, cos, sin).transpose(1, 2).reshape(B, N, 2 * C).to(x.dtype)
-        elif "rope2d" in self.positional:
-            z2 = torch.view_as_complex(qk.float().reshape(B, N, 2, C // 2, 2))  # [B, N, 2, C/2]
-            rot = self._rotation((H, W), x.device)[None, :, None, :]
-            qk_rot = torch.view_as_real(z2 * rot).reshape(B, N, 2 * C).to(x.dtype)
-        else:
-            qk_rot = qk
-
-        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, N, C] -> [B, h, N, d]
-            return t.reshape(B, N, h, d).transpose(1, 2)
-
-        q, k = qk[..., :C], qk[..., C:]
-        qr, kr = qk_rot[..., :C], qk_rot[..., C:]
-        v = heads(x)
-        kv = (heads(kr).transpose(-2, -1) @ v) * (1.0 / N)  # [B, h, d, d]
-        kmean = heads(k).mean(dim=2, keepdim=True)  # [B, h, 1, d]
-        z = 1.0 / (heads(q) @ kmean.transpose(-2, -1) + self.eps)  # [B, h, N, 1]
-        out = ((heads(qr) @ kv) * z).transpose(1, 2).reshape(B, N, C)
-        if self.lepe is not None:
-            out = out + self.lepe(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-        return out
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, heads={self.heads}, positional={list(self.positional)}, fused"

@@ -72,61 +72,19 @@ def test_stem_rejects_non_image():
         MLLAStem(3, 16)(torch.randn(3, 32, 32))
 
 
-# ---------------------------------------------------------------- fused MLLA attention
+# ---------------------------------------------------------------- MLLA's attention = linear_attention
 from official_mlla import LinearAttention as OfficialLinearAttention  # noqa: E402
-
-from archdsl.layers.mlla import MLLAAttention  # noqa: E402
 
 
 @pytest.mark.parametrize("heads,hw", [(1, (8, 8)), (2, (5, 7))], ids=["h1-8x8", "h2-5x7"])
-def test_fused_attention_equals_generic_and_official(heads, hw):
+def test_mlla_configuration_of_linear_attention_equals_official(heads, hw):
     dim = 16
     generic = registry.get("mixer", "linear_attention")(dim, heads, positional=["rope2d", "lepe"])
-    fused = MLLAAttention(dim, heads)
-    assert list(fused.state_dict()) == list(generic.state_dict()) == ["qk.weight", "qk.bias", "lepe.weight", "lepe.bias"]
-    fused.load_state_dict(generic.state_dict())
+    assert list(generic.state_dict()) == ["qk.weight", "qk.bias", "lepe.weight", "lepe.bias"]
     x = torch.randn(3, hw[0] * hw[1], dim)
-    y = fused(x, hw)
-    torch.testing.assert_close(y, generic(x, hw), rtol=0, atol=1e-5)
+    y = generic(x, hw)
     ref = OfficialLinearAttention(dim, hw, heads)
     ref.load_state_dict({**generic.state_dict(), "rope.rotations": ref.rope.rotations})
     torch.testing.assert_close(y, ref(x), rtol=0, atol=1e-5)
     y.sum().backward()  # gradients flow to both parameters
-    assert fused.qk.weight.grad.abs().sum() > 0 and fused.lepe.weight.grad.abs().sum() > 0
-
-
-def test_fused_attention_train_after_inference_and_no_positional():
-    m = MLLAAttention(8, 2)
-    x = torch.randn(1, 16, 8)
-    with torch.inference_mode():
-        m(x, (4, 4))
-    m(x, (4, 4)).sum().backward()  # the rotation table made under inference_mode is not reused
-    plain = MLLAAttention(8, 2, positional=[])
-    generic = registry.get("mixer", "linear_attention")(8, 2)
-    plain.load_state_dict(generic.state_dict())
-    torch.testing.assert_close(plain(x, (4, 4)), generic(x, (4, 4)), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("kwargs,exc,msg", [
-    ({"forget_gate": True}, ValueError, "mlla_attention is the fused MLLA configuration: forget_gate must be False, "
-                                        "got True; use linear_attention for the other switches"),
-    ({"feature_map": "relu"}, ValueError, "feature_map must be 'elu_plus_one', got 'relu'"),
-    ({"scan_order": "row"}, TypeError, "mlla_attention got an unexpected option 'scan_order'"),
-    ({"positional": ["ape"]}, ValueError, r"positional must be a subset of \['rope2d', 'lepe'\]"),
-    ({"key_dim": 4}, ValueError, "mlla_attention uses key_dim = dim / heads = 8, got 4"),
-])
-def test_fused_attention_config_errors(kwargs, exc, msg):
-    with pytest.raises(exc, match=msg):
-        MLLAAttention(16, 2, **kwargs)
-
-
-def test_fused_attention_via_spec_override_same_logits():
-    from archdsl import build_model
-
-    ov = ["stages.embed_dim=16", "stages.depths=[1,1,1,1]", "stages.heads=[1,2,2,4]", "num_classes=7"]
-    a = build_model("specs/mlla_t.yaml", ov).eval()
-    b = build_model("specs/mlla_t.yaml", ov + ["mixer.type=mlla_attention"]).eval()
-    b.load_state_dict(a.state_dict())
-    x = torch.randn(2, 3, 64, 96)
-    with torch.no_grad():
-        torch.testing.assert_close(b(x), a(x), rtol=0, atol=1e-5)
+    assert generic.qk.weight.grad.abs().sum() > 0 and generic.lepe.weight.grad.abs().sum() > 0

@@ -2,7 +2,8 @@
 
 The kernel is compiled on first use with ``torch.utils.cpp_extension.load`` (g++, -O3, OpenMP
 on ``torch.get_num_threads()`` threads) into ``$ARCHDSL_EXTENSIONS_DIR`` (default
-``~/.cache/archdsl/torch_extensions``) and reused from there. ``ARCHDSL_NO_CPP=1`` disables it.
+``~/.cache/archdsl/torch_extensions``) and reused from there; a build prints one line on stderr
+first (it takes ~40 s; ``archdsl build-ext`` builds it ahead). ``ARCHDSL_NO_CPP=1`` disables it.
 When it cannot be built, :func:`cpp_available` is False, :func:`cpp_build_error` says why, and
 the dispatcher falls back to the pure-PyTorch chunked scan.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -56,6 +58,9 @@ def _build() -> None:
     name = f"archdsl_selective_scan_{tag}"
     build_dir = os.path.join(root, name)
     os.makedirs(build_dir, exist_ok=True)
+    if not os.path.exists(os.path.join(build_dir, f"{name}.so")):  # say why the first call waits
+        print("archdsl: compiling the C++ selective-scan kernel (once, ~40 s; `archdsl build-ext` builds it "
+              f"ahead) into {build_dir} ...", file=sys.stderr, flush=True)
     cpp_extension.load(
         name=name,
         sources=[str(_SOURCE)],

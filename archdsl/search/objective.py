@@ -29,7 +29,7 @@ from archdsl.analysis import summary
 from archdsl.analysis.benchmark import _is_oom as is_torch_oom
 from archdsl.analysis.benchmark import measure_throughput
 from archdsl.analysis.roofline import predict_model
-from archdsl.compiler import build_model
+from archdsl.compiler import build_model, optimize
 from archdsl.errors import SpecError
 from archdsl.language import load_spec_dict, spec_hash
 from archdsl.search.space import SearchSpace
@@ -218,10 +218,13 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
 
 
 def _throughput(model: torch.nn.Module, ctx: TrialContext, trial: Any) -> float:
-    """Images/s: measured on ``ctx.device`` (the space's ``throughput:`` settings), or predicted by the
+    """Images/s: measured on ``ctx.device`` (the space's ``throughput:`` settings; ``optimize: true``
+    times ``archdsl.optimize(model)``, ``dtype`` casts it), or predicted by the
     roofline model for ``ctx.throughput_model`` (a DeviceProfile: searching here for another device)."""
     tp_cfg = {"batch_size": 64, "warmup": 2, "iters": 5, "min_time": 0.25}
     tp_cfg.update(ctx.throughput)
+    if tp_cfg.pop("optimize", False):  # measured the way it is deployed: archdsl.optimize, then the dtype
+        model = optimize(model, for_inference=True)
     t0 = time.perf_counter()
     if ctx.throughput_model is not None:
         tp = predict_model(model, ctx.throughput_model, batch_size=int(tp_cfg["batch_size"]),
@@ -234,6 +237,7 @@ def _throughput(model: torch.nn.Module, ctx: TrialContext, trial: Any) -> float:
         if tp.get("error"):
             raise RuntimeError(f"throughput measurement failed: {tp['error']}")
         setup = {k: tp.get(k) for k in ("batch_size", "image_size", "device", "dtype", "num_threads", "mode")}
+        setup["optimize"] = bool(ctx.throughput.get("optimize", False))
     trial.set_user_attr("images_per_s", float(tp["images_per_s"]))
     trial.set_user_attr("throughput_seconds", round(time.perf_counter() - t0, 3))
     trial.set_user_attr("throughput_setup", setup)

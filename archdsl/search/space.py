@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from archdsl import language as spec_mod
+from archdsl.analysis.benchmark import DTYPES
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.resolve import apply_overrides, resolve_data
 from archdsl.language.schema import fields_at
@@ -47,7 +48,7 @@ TOP_KEYS = ("base", "extends", "space", "objectives", "constraints", "train", "t
 OBJECTIVES = {"accuracy": "maximize", "throughput": "maximize", "params": "minimize", "macs": "minimize"}
 CONSTRAINTS = ("params_max", "macs_max", "params_min", "accuracy_min")
 TRAIN_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(TrainConfig))
-THROUGHPUT_KEYS = ("batch_size", "warmup", "iters", "min_time", "dtype")
+THROUGHPUT_KEYS = ("batch_size", "warmup", "iters", "min_time", "dtype", "optimize")
 _MARKER_KEYS = ("choice", "int", "float")
 _MARKER_EXTRA = ("step", "log", "when")
 _SCALAR = (type(None), bool, int, float, str)
@@ -303,6 +304,12 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
         if name not in THROUGHPUT_KEYS:
             raise _err(f"unknown throughput setting '{name}'{did_you_mean(name, THROUGHPUT_KEYS)}; known: "
                        f"{', '.join(THROUGHPUT_KEYS)}", positions, ("throughput", name), shown)
+    if "dtype" in throughput and throughput["dtype"] not in DTYPES:
+        raise _err(f"throughput.dtype must be one of {', '.join(DTYPES)}; got {throughput['dtype']!r}",
+                   positions, ("throughput", "dtype"), shown)
+    if not isinstance(throughput.get("optimize", False), bool):
+        raise _err(f"throughput.optimize must be true or false (archdsl.optimize before timing); got "
+                   f"{throughput['optimize']!r}", positions, ("throughput", "optimize"), shown)
 
     raw_space = data.get("space") or {}
     if not isinstance(raw_space, dict):

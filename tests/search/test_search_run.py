@@ -10,6 +10,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from archdsl.compiler import optimize
 from archdsl.search.runner import run_search
 from archdsl.search.study import budget_count
 
@@ -235,3 +236,17 @@ def test_cli_cuda_without_gpu_exit_2(tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err == ("archdsl search: error: --device cuda was asked for, but "
                                        "torch.cuda.is_available() is False\n")
+
+
+def test_throughput_measured_the_way_it_is_deployed(tmp_path, monkeypatch):
+    """`throughput: {optimize: true}` times archdsl.optimize(model); the trial records the setting."""
+    from archdsl.search import objective
+
+    seen = []
+    monkeypatch.setattr(objective, "optimize", lambda m, for_inference: seen.append(m) or optimize(m, for_inference))
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.read_text().replace("base: tiny_base.yaml", f"base: {HERE / 'tiny_base.yaml'}")
+                     .replace("min_time: 0.0}", "min_time: 0.0, optimize: true}"))
+    _run(tmp_path, space=str(space), budget=1)
+    (trial,) = _study(tmp_path).trials
+    assert trial.user_attrs["throughput_setup"]["optimize"] is True and len(seen) == 1

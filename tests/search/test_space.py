@@ -120,6 +120,12 @@ ERRORS = [
     ("train: {epoch: 2}\n", "space.yaml:2:9: train.epoch: unknown training setting 'epoch' (did you mean "
      "'epochs'?); known: dataset, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, "
      "grad_clip, crop_padding, flip, seed, max_steps_per_epoch"),
+    ("throughput: {optimise: true}\n", "space.yaml:2:14: throughput.optimise: unknown throughput setting "
+     "'optimise' (did you mean 'optimize'?); known: batch_size, warmup, iters, min_time, dtype, optimize"),
+    ("throughput: {optimize: 1}\n", "space.yaml:2:14: throughput.optimize: throughput.optimize must be true or "
+     "false (archdsl.optimize before timing); got 1"),
+    ("throughput: {dtype: bf16}\n", "space.yaml:2:14: throughput.dtype: throughput.dtype must be one of float32, "
+     "bfloat16, float16; got 'bf16'"),
 ]
 
 

@@ -51,7 +51,9 @@ def _build() -> None:
         log.setLevel(level)
 
     flags = _cpu_flags()
-    tag = hashlib.sha1(" ".join(flags).encode()).hexdigest()[:8]
+    # one build directory per (flags, source text, source path): checkouts with another kernel source,
+    # or the same source elsewhere (ninja would rebuild for the new path), never rebuild each other's
+    tag = hashlib.sha1("\0".join([*flags, _SOURCE.read_text(), str(_SOURCE.resolve())]).encode()).hexdigest()[:8]
     root = os.environ.get("ARCHDSL_EXTENSIONS_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "archdsl", "torch_extensions"
     )

@@ -45,7 +45,7 @@ def test_optimize_keeps_the_logits(path):
     model = _tiny(path)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = archdsl.optimize(model, for_inference=True)
-    x = torch.randn(2, model.in_chans if hasattr(model, "in_chans") else 3, 64, 64)
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         y, y_fast = model(x), fast(x)
     assert torch.allclose(y_fast, y, rtol=1e-4, atol=1e-5 * y.abs().max().item()), (y_fast - y).abs().max()

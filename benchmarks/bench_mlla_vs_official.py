@@ -175,7 +175,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--official", default=os.environ.get("ARCHDSL_MLLA_OFFICIAL"),
                     help="a checkout of LeapLabTHU/MLLA or its models/mlla.py (env ARCHDSL_MLLA_OFFICIAL)")
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="fp32 eval batch sizes")
+    ap.add_argument("--batches", type=int, nargs="*", default=[1, 8, 32], help="fp32 eval batch sizes (none: skip)")
     ap.add_argument("--train-batch", type=int, default=8, help="training-step batch size (0: skip)")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--rounds", type=int, default=7)

@@ -50,7 +50,7 @@ def linear_attention(
         qn = q if q_norm is None else q_norm
         kn = k if k_norm is None else k_norm
         ksum = kn.sum(dim=-2, keepdim=True) * scale  # [B,H,1,K]
-        den = qn @ ksum.transpose(-1, -2)  # [B,H,N,1], a matmul instead of a [B,H,N,K] product
+        den = (qn * ksum).sum(-1, keepdim=True)  # [B,H,N,1]
         out = out / (den + eps)
     return out
 

@@ -111,7 +111,7 @@ def test_nan_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
 
 
 def test_constraint_violations_are_recorded_not_trained(tmp_path):
-    space = tmp_path / "tiny_space.yaml"  # the study is named after the file
+    space = tmp_path / "space.yaml"
     space.write_text(SPACE.read_text().replace("base: tiny_base.yaml", f"base: {HERE / 'tiny_base.yaml'}")
                      + "constraints: {params_max: 20000}\n")
     s = _run(tmp_path, space=str(space), budget=3, sampler="random", seed=0)
@@ -187,7 +187,7 @@ def test_cli_bad_space_exit_2(tmp_path, capsys):
 
 
 def test_nsga2_sampler_with_constraints(tmp_path):
-    space = tmp_path / "tiny_space.yaml"  # the study is named after the file
+    space = tmp_path / "space.yaml"
     space.write_text(SPACE.read_text().replace("base: tiny_base.yaml", f"base: {HERE / 'tiny_base.yaml'}")
                      + "constraints: {params_max: 1.0e+6}\n")
     s = _run(tmp_path, space=str(space), budget=2, sampler="nsga2")

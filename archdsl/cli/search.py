@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="comma-separated: accuracy, throughput, params, macs (default: the space's, "
                         "accuracy,throughput); a single objective enables pruning")
     p.add_argument("--data", default=None, metavar="SRC",
-                   help="default | imagefolder:PATH | cifar10:PATH (default: the space's train.dataset)")
+                   help="default | farpairs | imagefolder:PATH | cifar10:PATH (default: the space's train.dataset)")
     p.add_argument("--epochs", type=int, default=None, metavar="E", help="training epochs per trial")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (training and throughput)")
     p.add_argument("--storage", default=None, metavar="URL",
@@ -53,6 +53,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-images", action="store_true",
                    help="imagefolder data: leave out files that are not readable images, with a warning "
                         "(default: every file is checked before the search and a bad one is an error)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train every architecture N times (seeds S..S+N-1); accuracy = the mean, its std is "
+                        "stored and drawn as error bars (default 1)")
+    p.add_argument("--min-accuracy", type=float, default=None, metavar="A",
+                   help="accuracy floor of the front, in [0, 1] (default: the space's accuracy_min, else "
+                        "chance + 25%% of the way to 100%%; digits: 0.325)")
+    p.add_argument("--fidelity", default=None, metavar="E1,E2,..",
+                   help="successive halving over epochs, e.g. 1,3,9: every architecture at E1, the best third "
+                        "(non-dominated sorting + crowding) promoted to E2, ...; the front is the top rung's")
+    p.add_argument("--eta", type=int, default=3, help="successive halving: promote the best 1/eta (default 3)")
+    p.add_argument("--check-fidelity", type=int, default=0, metavar="K",
+                   help="after the search, re-train K trials (the front + spread over the ranking) at "
+                        "--long-epochs with --fidelity-seeds seeds; writes fidelity.csv/.json/.png")
+    p.add_argument("--long-epochs", type=int, default=15, metavar="E", help="epochs of the fidelity check (15)")
+    p.add_argument("--fidelity-seeds", type=int, default=2, metavar="N",
+                   help="seeds per re-trained trial in the fidelity check (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -73,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
                          out_dir=args.out, seed=args.seed, timeout=args.timeout, sampler=args.sampler,
                          threads=args.threads or None,
                          pruner=args.pruner, progress=not args.no_progress,
-                         throughput_model=args.throughput_model, skip_bad_images=args.skip_bad_images)
+                         throughput_model=args.throughput_model, skip_bad_images=args.skip_bad_images,
+                         seeds=args.seeds, min_accuracy=args.min_accuracy, fidelity=args.fidelity, eta=args.eta,
+                         check_fidelity=args.check_fidelity, long_epochs=args.long_epochs,
+                         fidelity_seeds=args.fidelity_seeds)
 
     def on_sigterm(signum, frame):          # `kill`/timeout: stop like Ctrl-C (results are saved)
         raise KeyboardInterrupt
@@ -107,3 +126,7 @@ def _print_summary(summary: dict, console: Any) -> None:
         f"Pareto front of '{study.study_name}' ({len(summary['pareto'])} of "
         f"{sum(t.state.is_finished() for t in summary['trials'])} trials; objectives: {', '.join(names)})")))
     console.print(f"results in {summary['out']}/: trials.csv, pareto.csv, pareto.png, pareto/trial_N.yaml")
+    from archdsl.search.runner import summary_lines
+
+    for line in summary_lines(summary):
+        console.print(line)

@@ -6,8 +6,12 @@ Everything a trial learns is stored in its ``user_attrs`` (readable in optuna-da
 architecture and recipe copies its results and records ``duplicate_of`` instead of training again;
 workers wait for a twin another worker is training), ``mixer``,
 ``block``, ``params``, ``macs``, ``constraints`` (Optuna's convention, ``<= 0`` satisfied),
-``feasible``, ``accuracy``, ``epoch_accuracy``, ``images_per_s``, ``train_seconds``, ``train``
-(the recipe used), and on failure ``fail_reason``.
+``feasible``, ``accuracy`` (the mean over ``--seeds``), ``accuracy_std`` and ``seed_accuracies``
+(with several seeds), ``epoch_accuracy`` (first seed), ``images_per_s``, ``train_seconds``, ``train``
+(the recipe used; with ``--fidelity`` its epochs are the trial's rung's), and on failure ``fail_reason``.
+
+With ``seeds = N`` the architecture is trained N times, with seeds ``train.seed + i`` (each seed sets
+the initialisation, batch order and augmentation): the accuracy objective is the mean.
 
 A trial that violates ``params_max`` / ``macs_max`` is not trained: it is told COMPLETE with the
 worst objective values (accuracy 0, throughput 0) and its constraint values, so multi-objective
@@ -18,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -36,7 +41,8 @@ from archdsl.search.space import SearchSpace
 from archdsl.search.workers import WORKER_ATTR, worker_alive
 from archdsl.train import NonFiniteLossError, TrainConfig, train_model
 
-__all__ = ["TrialContext", "run_trial", "fail_reason", "constraints_func", "spec_yaml", "component_name"]
+__all__ = ["TrialContext", "run_trial", "train_seeds", "seed_stats", "fail_reason", "constraints_func",
+           "spec_yaml", "component_name"]
 
 
 @dataclass
@@ -52,6 +58,8 @@ class TrialContext:
     throughput_model: Any = None                     # a roofline DeviceProfile: predict instead of measuring
     prune: bool = False                        # single objective: report per-epoch accuracy, may prune
     build: Callable[[dict, str], tuple[Any, Any]] | None = None   # (spec_dict, source) -> (spec, model)
+    seeds: int = 1                             # trainings per architecture (accuracy = their mean)
+    rungs: list[int] | None = None             # --fidelity: epochs per rung (user_attrs['rung'] picks)
 
 
 def component_name(ref: Any) -> str:
@@ -121,8 +129,8 @@ def _worst(name: str, metrics: dict) -> float:
     return 0.0
 
 
-_COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy", "epoch_accuracy",
-           "images_per_s", "train_seconds", "throughput_setup")
+_COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy", "accuracy_std",
+           "seed_accuracies", "epoch_accuracy", "images_per_s", "train_seconds", "throughput_setup")
 
 
 def _finished_twin(trial: Any, cfg: TrainConfig, poll_s: float = 1.0) -> Any:
@@ -132,11 +140,12 @@ def _finished_twin(trial: Any, cfg: TrainConfig, poll_s: float = 1.0) -> Any:
     their own), wait for it, so that no architecture is trained twice."""
     import optuna
 
-    arch, recipe = trial.user_attrs.get("arch"), dataclasses.asdict(cfg)
+    arch, recipe, seeds = trial.user_attrs.get("arch"), dataclasses.asdict(cfg), trial.user_attrs.get("seeds", 1)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     while True:
         same = [t for t in trial.study.get_trials(deepcopy=False, states=states)
                 if t.user_attrs.get("arch") == arch and t.user_attrs.get("train") == recipe
+                and t.user_attrs.get("seeds", 1) == seeds
                 and "duplicate_of" not in t.user_attrs and t.number != trial.number]
         done = [t for t in same if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None]
         if done:
@@ -158,6 +167,28 @@ def _copy_twin(trial: Any, twin: Any, ctx: TrialContext) -> list[float]:
     return list(twin.values)
 
 
+def seed_stats(accuracies: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one seed) of per-seed accuracies."""
+    mean = statistics.fmean(accuracies)
+    return mean, (statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0)
+
+
+def train_seeds(spec_dict: dict, cfg: TrainConfig, ctx: TrialContext, source: str, seeds: list[int], *,
+                model: Any = None, on_epoch: Callable[[int, float], None] | None = None) -> tuple[Any, list]:
+    """Train the architecture once per seed (``torch.manual_seed(seed)`` before building, ``cfg.seed =
+    seed``); ``model`` may be the first seed's model, already built. ``on_epoch`` hooks the first
+    seed's training. Returns the last model and the :class:`TrainResult` of every seed."""
+    build = ctx.build or _default_build
+    results = []
+    for i, seed in enumerate(seeds):
+        if model is None or i > 0:
+            torch.manual_seed(seed)
+            _, model = build(spec_dict, source)
+        results.append(train_model(model, ctx.data, dataclasses.replace(cfg, seed=seed), device=ctx.device,
+                                   on_epoch=on_epoch if i == 0 else None))
+    return model, results
+
+
 def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     """Run one trial and return its objective values in ``ctx.objectives`` order.
 
@@ -171,7 +202,10 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))
     trial.set_user_attr("block", component_name(spec_dict.get("block")))
     cfg = dataclasses.replace(ctx.train, **train_over)
+    if ctx.rungs:
+        cfg = dataclasses.replace(cfg, epochs=ctx.rungs[int(trial.user_attrs.get("rung", 0))])
     trial.set_user_attr("train", dataclasses.asdict(cfg))
+    trial.set_user_attr("seeds", ctx.seeds)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
     twin = _finished_twin(trial, cfg)
@@ -179,8 +213,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
         return _copy_twin(trial, twin, ctx)
 
     torch.manual_seed(cfg.seed)            # the same initialisation stream for every trial
-    build = ctx.build or _default_build
-    _, model = build(spec_dict, f"<{trial.study.study_name} trial {trial.number}>")
+    source = f"<{trial.study.study_name} trial {trial.number}>"
+    _, model = (ctx.build or _default_build)(spec_dict, source)
     params, macs = _count(model, ctx.data.image_size, ctx.data.in_chans)
     metrics: dict[str, float] = {"params": params, "macs": macs}
     trial.set_user_attr("params", params)
@@ -202,10 +236,14 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (accuracy {acc:.4f})")
 
-    result = train_model(model, ctx.data, cfg, device=ctx.device, on_epoch=on_epoch)
-    metrics["accuracy"] = result.accuracy
-    trial.set_user_attr("accuracy", result.accuracy)
-    trial.set_user_attr("train_seconds", round(result.seconds, 3))
+    model, runs = train_seeds(spec_dict, cfg, ctx, source, [cfg.seed + i for i in range(ctx.seeds)],
+                              model=model, on_epoch=on_epoch)
+    metrics["accuracy"], std = seed_stats([r.accuracy for r in runs])
+    trial.set_user_attr("accuracy", metrics["accuracy"])
+    if ctx.seeds > 1:
+        trial.set_user_attr("accuracy_std", std)
+        trial.set_user_attr("seed_accuracies", [r.accuracy for r in runs])
+    trial.set_user_attr("train_seconds", round(sum(r.seconds for r in runs), 3))
 
     metrics["throughput"] = _throughput(model, ctx, trial)
     if ctx.space.constraints:

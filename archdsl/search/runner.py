@@ -22,16 +22,20 @@ import torch
 from tqdm import tqdm
 
 from archdsl.analysis.roofline import DeviceProfile, load_profile
-from archdsl.data import load_data
+from archdsl.data import load_data, parse_preprocess
 from archdsl.errors import SpecError
-from archdsl.search import results
+from archdsl.search import halving, results
 from archdsl.search import study as st
 from archdsl.search.faults import StorageError, storage_errors
+from archdsl.search.fidelity import check_fidelity
 from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
 from archdsl.train import TrainConfig
 
-__all__ = ["run_search", "prepare_search", "search_loop", "SearchOptions", "SearchSetup", "resolve_device"]
+__all__ = ["run_search", "prepare_search", "search_loop", "after_search", "summary_lines", "SearchOptions",
+           "SearchSetup", "resolve_device", "default_min_accuracy"]
+
+FLOOR_MARGIN = 0.25        # default floor: a quarter of the way from chance to 100 %
 
 
 @dataclasses.dataclass
@@ -55,6 +59,48 @@ class SearchOptions:
     throughput_model: str | None = None         # None/"measure": time on --device; "roofline:NAME|FILE": predict
     progress: bool = True
     skip_bad_images: bool = False               # imagefolder: leave unreadable files out (else an error)
+    seeds: int = 1                              # trainings per architecture; accuracy = their mean
+    min_accuracy: float | None = None           # the front's accuracy floor (None: chance + a margin)
+    fidelity: str | Sequence[int] | None = None  # successive halving rungs in epochs, e.g. "1,3,9"
+    eta: int = 3                                # successive halving: the best 1/eta go up a rung
+    check_fidelity: int = 0                     # re-train this many trials at long_epochs (0: no check)
+    long_epochs: int = 15
+    fidelity_seeds: int = 2                     # seeds per trial of the fidelity check
+
+
+def default_min_accuracy(num_classes: int) -> float:
+    """The front's default accuracy floor: chance + 25 % of the way to 100 % (digits: 32.5 %)."""
+    chance = 1.0 / max(1, num_classes)
+    return chance + FLOOR_MARGIN * (1.0 - chance)
+
+
+def _check_options(opts: SearchOptions) -> list[int] | None:
+    """Validate the multi-fidelity / seeds / floor options; returns the rungs (or None)."""
+    if opts.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {opts.seeds}")
+    if opts.min_accuracy is not None and not 0.0 <= opts.min_accuracy <= 1.0:
+        raise ValueError(f"--min-accuracy must be in [0, 1], got {opts.min_accuracy}")
+    if opts.check_fidelity < 0:
+        raise ValueError(f"--check-fidelity must be >= 0, got {opts.check_fidelity}")
+    if opts.fidelity is None:
+        return None
+    if opts.epochs is not None:
+        raise ValueError("--epochs and --fidelity both set the epochs; give one of them")
+    if opts.eta < 2:
+        raise ValueError(f"--eta must be >= 2, got {opts.eta}")
+    return halving.parse_rungs(opts.fidelity)
+
+
+def _floor(space: SearchSpace, names: list[str], opts: SearchOptions, num_classes: int) -> float | None:
+    """The front's accuracy floor: ``--min-accuracy``, else the space's ``accuracy_min`` constraint,
+    else :func:`default_min_accuracy`. It filters the exported front (a trial under it cannot dominate
+    one above it, so this is the front of the trials above the floor); the sampler is not told, and a
+    resumed study can be exported again with another floor."""
+    if "accuracy" not in names:
+        return None
+    if opts.min_accuracy is not None:
+        return float(opts.min_accuracy)
+    return float(space.constraints.get("accuracy_min", default_min_accuracy(num_classes)))
 
 
 def resolve_device(device: str) -> str:
@@ -118,7 +164,7 @@ def run_search(opts: SearchOptions | None = None, *, log: Callable[[str], None] 
     threads = torch.get_num_threads()
     try:
         setup = prepare_search(opts, log=log, build=build)
-        return search_loop(setup, opts, log=log)
+        return after_search(search_loop(setup, opts, log=log), setup, opts, log=log)
     finally:
         torch.set_num_threads(threads)
 
@@ -134,6 +180,8 @@ class SearchSetup:
     names: list[str]
     directions: list[str]
     out: Path
+    rungs: list[int] | None = None             # --fidelity: epochs per rung
+    floor: float | None = None                 # the front's accuracy floor
 
 
 def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Callable | None = None) -> SearchSetup:
@@ -142,6 +190,7 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
         raise ValueError(f"--budget must be >= 0, got {opts.budget}")
     if opts.timeout is not None and not opts.timeout >= 0:          # NaN compares false
         raise ValueError(f"--timeout must be a number of seconds >= 0, got {opts.timeout}")
+    rungs = _check_options(opts)
     space_path = Path(opts.space) if opts.space else default_space_path()
     space = load_space(space_path)
     names, directions = _objectives(opts, space)
@@ -154,13 +203,15 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
         # threads slowed training 10x or more here. Run several workers for parallelism instead.
         torch.set_num_threads(opts.threads)
     data = load_data(opts.data or str(space.train.get("dataset", "default")),
-                     image_size=int(space.base.get("image_size", 32)), skip_bad_images=opts.skip_bad_images)
+                     image_size=int(space.base.get("image_size", 32)), skip_bad_images=opts.skip_bad_images,
+                     preprocess=parse_preprocess(space.data) if space.data else None)
     for path, reason in data.skipped:
         log(f"warning: {path}: not a readable image ({reason}); skipped (--skip-bad-images)")
     spec_classes = space.base.get("num_classes")
     if spec_classes is not None and spec_classes != data.num_classes:
         space.base["num_classes"] = data.num_classes
         log(f"note: num_classes set to {data.num_classes} (the data set's), base spec said {spec_classes}")
+    floor = _floor(space, names, opts, data.num_classes)
     pruner_name = _pruner_name(opts, names)
     out = _out_dir(opts.out_dir)
     url = opts.storage or st.local_storage_url(out)
@@ -168,16 +219,22 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
     storage, study, before = _open_study(opts, url, study_name, directions, pruner=st.make_pruner(
         pruner_name, epochs=cfg.epochs), record=_study_record(names, data, cfg, space, opts),
         n_constraints=len(space.constraints))
+    if study.metric_names is None:
+        study.set_metric_names(names)             # optuna-dashboard shows the objectives by name
     ctx = TrialContext(space=space, objectives=names, data=data, train=cfg, device=device,
                        throughput=dict(space.throughput), throughput_model=_throughput_model(opts),
-                       prune=pruner_name != "none", build=build)
+                       prune=pruner_name != "none", build=build, seeds=opts.seeds, rungs=rungs)
     log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {before}/{opts.budget} "
         f"trials counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
-        f"{opts.sampler}; data {data.describe()}; {cfg.epochs} epoch(s) per trial on {device}"
+        f"{opts.sampler}; data {data.describe()}; augmentation: random crop {cfg.crop_padding} px, horizontal "
+        f"flip {'on' if (data.flip if cfg.flip is None else cfg.flip) else 'off'} (train.crop_padding, train.flip); "
+        + (f"successive halving over {rungs} epochs (eta {opts.eta})" if rungs else f"{cfg.epochs} epoch(s) per trial")
+        + (f" x {opts.seeds} seeds" if opts.seeds > 1 else "") + f" on {device}"
         + (f"; throughput predicted for {ctx.throughput_model.name} (roofline)" if ctx.throughput_model else "")
-        + (f" ({torch.get_num_threads()} thread(s))" if device == "cpu" else ""))
+        + (f" ({torch.get_num_threads()} thread(s))" if device == "cpu" else "")
+        + (f"; accuracy floor {floor * 100:.1f}%" if floor is not None else ""))
     return SearchSetup(study=study, storage=storage, url=url, ctx=ctx, names=names, directions=directions,
-                       out=out)
+                       out=out, rungs=rungs, floor=floor)
 
 
 def _throughput_model(opts: SearchOptions) -> DeviceProfile | None:
@@ -256,31 +313,79 @@ def search_loop(setup: SearchSetup, opts: SearchOptions, *, log: Callable[[str],
         with storage_errors(setup.url, doing="cannot write the study", kept=True):
             loop = st.run_workers_loop(study, storage=setup.storage, url=setup.url, budget=opts.budget,
                                        objective=lambda trial: run_trial(trial, setup.ctx), timeout=opts.timeout,
-                                       on_trial_end=_bar_updater(bar, study, opts.budget, setup.directions), log=log)
+                                       on_trial_end=_bar_updater(bar, study, opts.budget, setup.directions), log=log,
+                                       ask=_halving_ask(setup, opts))
     except BaseException:
         failed = True
         raise
     finally:
         if bar is not None:
             bar.close()
-        summary = _export(study, setup.out, setup.names, log=log, after_error=failed)
+        summary = _export(study, setup.out, setup.names, log=log, after_error=failed, n_rungs=len(setup.rungs or [1]),
+                          floor=setup.floor)
         summary.update(study=study, loop=loop, seconds=time.perf_counter() - t0, objectives=setup.names,
                        directions=setup.directions, url=setup.url, out=setup.out)
     return summary
 
 
-def _export(study: Any, out: Path, names: list[str], *, log: Callable[[str], None], after_error: bool) -> dict:
+def _export(study: Any, out: Path, names: list[str], *, log: Callable[[str], None], after_error: bool,
+            n_rungs: int = 1, floor: float | None = None) -> dict:
     """The result files (``results.export_results``). A disk that is full or read-only is a
     ``StorageError``; when the search already stopped on an error, it is only logged, so that the
     first error is the one reported."""
     try:
         with storage_errors(str(out), doing="cannot write the results", kept=True):
-            return results.export_results(study, out, names)
+            return results.export_results(study, out, names, n_rungs, floor)
     except StorageError as e:
         if not after_error:
             raise
         log(f"archdsl search: {e}")
         return {"pareto": [], "trials": [], "files": {}}
+
+
+def _halving_ask(setup: SearchSetup, opts: SearchOptions) -> Callable[[optuna.Study], Any] | None:
+    """With ``--fidelity``: successive halving decides each next trial (``halving.ask_next``)."""
+    if not setup.rungs:
+        return None
+    return lambda study: halving.ask_next(study, budget=opts.budget, n_rungs=len(setup.rungs), eta=opts.eta)
+
+
+def after_search(summary: dict, setup: SearchSetup, opts: SearchOptions, *, log: Callable[[str], None]) -> dict:
+    """Add the multi-fidelity cost (``summary['cost']``) and run the fidelity check
+    (``--check-fidelity``: ``summary['fidelity']``)."""
+    if setup.rungs:
+        summary["cost"] = halving.cost_summary(summary["trials"], setup.rungs, opts.seeds)
+    if opts.check_fidelity:
+        summary["fidelity"] = check_fidelity(
+            setup.study, setup.ctx, summary["pareto"], setup.out, k=opts.check_fidelity,
+            long_epochs=opts.long_epochs, seeds=opts.fidelity_seeds,
+            rung=len(setup.rungs) - 1 if setup.rungs else None, log=log)
+    summary.update(rungs=setup.rungs, long_epochs=opts.long_epochs, fidelity_seeds=opts.fidelity_seeds,
+                   ctx=setup.ctx, floor=setup.floor)
+    return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The closing lines: the multi-fidelity cost, the fidelity check, and the study with its storage
+    and the optuna-dashboard command that opens it."""
+    lines = []
+    cost, rungs = summary.get("cost"), summary.get("rungs")
+    if cost:
+        lines.append(f"successive halving: trials per rung {cost['trials_per_rung']} (epochs: trials); "
+                     f"{cost['epochs']} training epochs vs {cost['epochs_if_all_top']} to train every "
+                     f"architecture at {rungs[-1]} epochs ({cost['saved'] * 100:.0f}% saved)")
+    fid = summary.get("fidelity")
+    if fid:
+        lines.append(f"fidelity ({fid['trials']} trials re-trained at {summary['long_epochs']} epochs x "
+                     f"{summary['fidelity_seeds']} seeds): Kendall tau {fid['kendall_tau']:.2f} "
+                     f"(p={fid['kendall_p']:.3f}) between proxy and long accuracy, seed spread "
+                     f"{fid['seed_spread_points']:.1f} points, top-{fid['top_k']} overlap "
+                     f"{fid['top_k_overlap']}/{fid['top_k']} -> {summary['out']}/fidelity.csv, fidelity.png")
+    url = summary["url"]
+    shown = url[len("journal:"):] if url.startswith("journal:") else url
+    lines.append(f"study '{summary['study'].study_name}' in {url.split('@')[-1]}; open it with: optuna-dashboard "
+                 f"{shown if '@' not in url else '<the storage URL, with its password>'}")
+    return lines
 
 
 def _bar_updater(bar: Any, study: optuna.Study, budget: int, directions: list[str]) -> Callable[[Any], None]:

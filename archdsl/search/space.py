@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from archdsl import language as spec_mod
 from archdsl.analysis.benchmark import DTYPES
+from archdsl.data import DataError, parse_preprocess
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.resolve import apply_overrides, resolve_data
 from archdsl.language.schema import fields_at
@@ -43,7 +44,7 @@ from archdsl.train import TrainConfig
 __all__ = ["Param", "SearchSpace", "load_space", "default_space_path", "OBJECTIVES", "CONSTRAINTS",
            "TRAIN_KEYS", "get_path"]
 
-TOP_KEYS = ("base", "extends", "space", "objectives", "constraints", "train", "throughput", "name",
+TOP_KEYS = ("base", "extends", "space", "objectives", "constraints", "train", "throughput", "data", "name",
             "description")
 OBJECTIVES = {"accuracy": "maximize", "throughput": "maximize", "params": "minimize", "macs": "minimize"}
 CONSTRAINTS = ("params_max", "macs_max", "params_min", "accuracy_min")
@@ -156,6 +157,7 @@ class SearchSpace:
     constraints: dict[str, float]
     train: dict[str, Any]
     throughput: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)   # folder preprocessing (archdsl.data.parse_preprocess)
 
     def sample(self, trial: Any) -> tuple[dict, dict]:
         """Sample every active field (in file order); returns a concrete spec dict and the sampled
@@ -318,7 +320,22 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
     for name, marker in raw_space.items():
         params.append(_parse_param(str(name), marker, base, params, positions, shown))
     return SearchSpace(file=shown, base_file=base_file, base=base, params=params, objectives=dict(objectives),
-                       constraints=constraints, train=train, throughput=throughput)
+                       constraints=constraints, train=train, throughput=throughput,
+                       data=_data_section(data, positions, shown))
+
+
+def _data_section(data: dict, positions: Positions, shown: str) -> dict:
+    """The ``data:`` section (folder preprocessing: normalize, resize), checked by the data module."""
+    section = data.get("data") or {}
+    if not isinstance(section, dict):
+        raise _err("'data' must be a mapping like {normalize: dataset, resize: crop}", positions, ("data",), shown)
+    try:
+        parse_preprocess(section)
+    except DataError as e:
+        key = str(e).split(":", 1)[0].split(".")[-1]
+        raise _err(str(e).split(": ", 1)[1], positions, ("data", key) if key in section else ("data",),
+                   shown) from None
+    return dict(section)
 
 
 def _parse_param(name: str, marker: Any, base: dict, earlier: list[Param], positions: Positions,

@@ -324,9 +324,13 @@ def run_workers_loop(study: optuna.Study, *, storage: Any, url: str, budget: int
                      objective: Callable[[optuna.Trial], list[float]],
                      timeout: float | None = None,
                      on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-                     log: Callable[[str], None] = lambda s: None) -> LoopResult:
+                     log: Callable[[str], None] = lambda s: None,
+                     ask: Callable[[optuna.Study], optuna.Trial | None] | None = None) -> LoopResult:
     """Ask/run/tell until the study holds ``budget`` counted trials (or ``timeout`` seconds passed),
     then wait until no other worker's trial is RUNNING, so that the budget is met by finished trials.
+
+    ``ask(study)``, called under the study lock, replaces "count, then ``study.ask()``": it returns
+    the next trial or None when this worker is done (successive halving: ``halving.ask_next``).
 
     Failures are recorded (``fail_reason``) and the loop goes on; ``KeyboardInterrupt`` marks the
     current trial FAIL (``interrupted``), stops the loop and is re-raised after ``on_trial_end``. A
@@ -344,7 +348,7 @@ def run_workers_loop(study: optuna.Study, *, storage: Any, url: str, budget: int
                 break
             if heartbeat:
                 optuna.storages.fail_stale_trials(study)
-            trial = _next_trial(study, storage=storage, url=url, budget=budget, run=run, log=log)
+            trial = _next_trial(study, storage=storage, url=url, budget=budget, run=run, log=log, ask=ask)
             if trial is None:
                 others = study.get_trials(deepcopy=False, states=_IN_FLIGHT)
                 if not others:
@@ -366,16 +370,23 @@ def run_workers_loop(study: optuna.Study, *, storage: Any, url: str, budget: int
 
 
 def _next_trial(study: optuna.Study, *, storage: Any, url: str, budget: int, run: str,
-                log: Callable[[str], None]) -> optuna.Trial | None:
+                log: Callable[[str], None], ask: Callable[[optuna.Study], optuna.Trial | None] | None = None
+                ) -> optuna.Trial | None:
     """Under the study lock: fail and queue again the trials of dead workers of this host, then ask
-    a trial (a queued one first) and record this worker in it; None when the budget is met."""
+    a trial (a queued one first) and record this worker in it; None when the budget is met.
+    ``ask(study)`` replaces "count, then ``study.ask()``" (successive halving: ``halving.ask_next``)."""
     with study_lock(storage, url, study.study_name):
         reap_dead_workers(study, log)
-        trials = study.get_trials(deepcopy=False)
-        queued = any(t.state == TrialState.WAITING for t in trials)
-        if sum(counts_toward_budget(t) for t in trials) >= budget and not queued:
-            return None
-        trial = study.ask()
+        if ask is not None:
+            trial = ask(study)
+            if trial is None:
+                return None
+        else:
+            trials = study.get_trials(deepcopy=False)
+            queued = any(t.state == TrialState.WAITING for t in trials)
+            if sum(counts_toward_budget(t) for t in trials) >= budget and not queued:
+                return None
+            trial = study.ask()
         study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_info(run))
         backend = _backend(storage)
         if getattr(backend, "get_heartbeat_interval", lambda: None)() is not None:

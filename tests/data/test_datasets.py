@@ -1,6 +1,8 @@
 """The bundled digits, the ImageFolder / CIFAR-10 loaders and their errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,7 +83,7 @@ def test_imagefolder_train_val_folders(tmp_path):
                                    "PATH/<class>/<image> (or PATH/train and PATH/val)"),
     ("cifar10:/nonexistent/c", "cifar10 path '/nonexistent/c' has no 'cifar-10-batches-py' folder; expected "
                                "the extracted python version of CIFAR-10 (nothing is downloaded)"),
-    ("imagenet", "unknown data source 'imagenet'; expected default, imagefolder:PATH or cifar10:PATH"),
+    ("imagenet", "unknown data source 'imagenet'; expected default, farpairs, imagefolder:PATH or cifar10:PATH"),
     ("imagefolder:", "data source 'imagefolder:' needs a path: 'imagefolder:PATH'"),
 ])
 def test_bad_sources(source, message):
@@ -109,3 +111,72 @@ def test_cli_bad_data_path_exit_2(capsys):
     assert rc == 2
     assert err == ("archdsl search: error: imagefolder path '/nonexistent/x' is not a directory; expected "
                    "PATH/<class>/<image> (or PATH/train and PATH/val)")
+
+
+def _images(tmp_path, size=(12, 20)):
+    """Two classes x 4 PNGs of a fixed random size; returns the root and the float images by path."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for c in ("a", "b"):
+        (tmp_path / "t" / c).mkdir(parents=True)
+        for i in range(4):
+            a = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+            Image.fromarray(a).save(tmp_path / "t" / c / f"{i}.png")
+            arrays[f"{c}/{i}"] = a
+    return tmp_path / "t", arrays
+
+
+def test_imagefolder_preprocessing_is_stated_and_overridable(tmp_path):
+    from archdsl.data import Preprocess, parse_preprocess
+
+    root, _ = _images(tmp_path)
+    b = load_data(f"imagefolder:{root}", image_size=8)                      # the default: ImageNet stats
+    assert "resize to 8x8, normalise with imagenet mean (0.485, 0.456, 0.406)" in b.describe()
+    raw = load_data(f"imagefolder:{root}", image_size=8, preprocess=parse_preprocess({"normalize": "none"}))
+    assert "no normalisation" in raw.describe()
+    x_raw = torch.cat([x for x, _ in raw.train.batches(100)])
+    assert 0.0 <= float(x_raw.min()) and float(x_raw.max()) <= 1.0
+    x_in = torch.cat([x for x, _ in b.train.batches(100)])
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(x_in, (x_raw - mean[:, None, None]) / std[:, None, None], atol=1e-5)
+    # the training split's own statistics: per channel, over every pixel of the training images
+    ds = load_data(f"imagefolder:{root}", image_size=8, preprocess=Preprocess(normalize="dataset"))
+    x_ds = torch.cat([x for x, _ in ds.train.batches(100)]).double()
+    assert torch.allclose(x_ds.mean((0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(x_ds.std((0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4)
+    # crop keeps the aspect ratio: a 12x20 image -> 8x13 -> centre 8x8
+    crop = load_data(f"imagefolder:{root}", image_size=8, preprocess=parse_preprocess(
+        {"normalize": {"mean": [0, 0, 0], "std": [1, 1, 1]}, "resize": "crop"}))
+    assert "resize shorter side to 8 + centre crop" in crop.describe()
+    assert not torch.allclose(torch.cat([x for x, _ in crop.train.batches(100)]), x_raw)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"normalise": "none"}, "data.normalise: unknown preprocessing setting; expected normalize, resize"),
+    ({"normalize": "imagenett"}, "data.normalize: expected one of imagenet, cifar10, dataset, none or "
+                                 "{mean: [...], std: [...]}, got 'imagenett'"),
+    ({"normalize": {"mean": [0, 0], "std": [1, 1, 1]}}, "data.normalize: expected {mean: [r, g, b], std: [r, g, b]}"),
+    ({"resize": "pad"}, "data.resize: expected stretch or crop, got 'pad'"),
+])
+def test_bad_preprocessing(section, message):
+    from archdsl.data import parse_preprocess
+
+    with pytest.raises(DataError) as e:
+        parse_preprocess(section)
+    assert str(e.value).startswith(message)
+
+
+def test_space_data_section_is_located(tmp_path):
+    from archdsl.errors import SpecError
+    from archdsl.search.space import load_space
+
+    base = Path(__file__).parents[1] / "search" / "tiny_base.yaml"
+    space = tmp_path / "s.yaml"
+    space.write_text(f"base: {base}\nspace: {{}}\ndata:\n  normalize: dataset\n  resize: pad\n")
+    with pytest.raises(SpecError) as e:
+        load_space(space)
+    assert str(e.value) == f"{space}:5:3: data.resize: expected stretch or crop, got 'pad'"
+    space.write_text(f"base: {base}\nspace: {{}}\ndata: {{normalize: dataset, resize: crop}}\n")
+    assert load_space(space).data == {"normalize": "dataset", "resize": "crop"}

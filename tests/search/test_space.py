@@ -98,7 +98,7 @@ def test_sampled_spec_validates_and_builds(tmp_path):
 
 ERRORS = [
     ("colour: 1\n", "space.yaml:2:1: colour: unknown key 'colour' in a search space; expected one of base, "
-     "extends, space, objectives, constraints, train, throughput, name, description"),
+     "extends, space, objectives, constraints, train, throughput, data, name, description"),
     ("space:\n  mixer.type: [a, b]\n", "space.yaml:3:3: space.mixer.type: expected a marker {choice: [...]}, "
      "{int: [lo, hi]} or {float: [lo, hi]}, got ['a', 'b']"),
     ("space:\n  stages.depths.0: {int: [3, 1]}\n", "space.yaml:3:21: space.stages.depths.0.int: low 3 is greater "

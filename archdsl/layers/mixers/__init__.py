@@ -4,6 +4,7 @@
 - ``softmax_attention``  global or (shifted-)window softmax attention, Swin relative position bias.
 - ``linear_attention``   linear attention with the paper's six switches (MLLA's attention by default).
 - ``selective_ssm``      the Mamba S6 selective scan over a 2-D scan order.
+- ``dwconv``             a local-only baseline: depthwise k x k convolution + projection.
 Shared option: ``positional`` (a list of "rope2d" / "lepe") where it makes sense. See docs/mixers.md.
 """
 from __future__ import annotations

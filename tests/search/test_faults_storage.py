@@ -181,7 +181,9 @@ def test_resume_with_other_data_or_recipe_is_refused(tmp_path, capsys):
     rc, line = _search(capsys, "--budget", "0", "--out", str(tmp_path), "--data", f"imagefolder:{folder}")
     assert rc == 2 and line.startswith(f"archdsl search: error: study 'tiny_space' in {tmp_path / 'study.db'} "
                                        f"was run with data default (sklearn digits): 1437 train / 360 val "
-                                       f"images, 10 classes, 3x16x16 (this run: imagefolder:{folder}: "), line
+                                       f"images, 10 classes, 3x16x16 (8x8 -> 16x16 bilinear, grey repeated to 3 "
+                                       f"channels, normalised by the training split's mean/std) (this run: "
+                                       f"imagefolder:{folder}: "), line
     rc, _ = _search(capsys, "--budget", "0", "--out", str(tmp_path), "--study", "other", "--epochs", "2")
     assert rc == 0
 

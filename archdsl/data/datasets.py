@@ -28,13 +28,15 @@ import torch
 from archdsl.data.images import find_bad_images
 
 __all__ = ["DataError", "DataBundle", "TensorSplit", "load_data", "load_default", "load_imagefolder",
-           "load_cifar10", "parse_source"]
+           "load_cifar10", "parse_source", "MEAN_STD"]
 
 # Channel statistics used for the folder sources (ImageNet's; CIFAR-10's own are close to these).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
+# per source kind: the (mean, std) image files are normalised with
+MEAN_STD = {"imagefolder": (_IMAGENET_MEAN, _IMAGENET_STD), "cifar10": (_CIFAR_MEAN, _CIFAR_STD)}
 
 
 class DataError(ValueError):

@@ -15,7 +15,6 @@ samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto e
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
@@ -34,7 +33,7 @@ from archdsl.errors import SpecError
 from archdsl.language import load_spec_dict, spec_hash
 from archdsl.search.space import SearchSpace
 from archdsl.search.workers import WORKER_ATTR, worker_alive
-from archdsl.train import NonFiniteLossError, TrainConfig, train_model
+from archdsl.train import NonFiniteLossError, Recipe, train
 
 __all__ = ["TrialContext", "run_trial", "fail_reason", "constraints_func", "spec_yaml", "component_name"]
 
@@ -46,7 +45,7 @@ class TrialContext:
     space: SearchSpace
     objectives: list[str]                      # objective names, in the study's order
     data: Any                                  # archdsl.data.DataBundle
-    train: TrainConfig                         # the recipe before per-trial ``train.*`` samples
+    train: Recipe                              # the proxy recipe before per-trial ``train.*`` samples
     device: str = "cpu"
     throughput: dict = field(default_factory=dict)   # measure_throughput settings
     throughput_model: Any = None                     # a roofline DeviceProfile: predict instead of measuring
@@ -125,14 +124,14 @@ _COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy"
            "images_per_s", "train_seconds", "throughput_setup")
 
 
-def _finished_twin(trial: Any, cfg: TrainConfig, poll_s: float = 1.0) -> Any:
+def _finished_twin(trial: Any, cfg: Recipe, poll_s: float = 1.0) -> Any:
     """A COMPLETE trial of this study with the same spec and recipe (samplers repeat points of small
     discrete spaces; training is deterministic, so its results are this trial's results). While a
     lower-numbered trial with them is still RUNNING in a worker that is alive (workers sample on
     their own), wait for it, so that no architecture is trained twice."""
     import optuna
 
-    arch, recipe = trial.user_attrs.get("arch"), dataclasses.asdict(cfg)
+    arch, recipe = trial.user_attrs.get("arch"), cfg.to_dict()
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     while True:
         same = [t for t in trial.study.get_trials(deepcopy=False, states=states)
@@ -170,8 +169,8 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("spec", spec_yaml(spec_dict))
     trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))
     trial.set_user_attr("block", component_name(spec_dict.get("block")))
-    cfg = dataclasses.replace(ctx.train, **train_over)
-    trial.set_user_attr("train", dataclasses.asdict(cfg))
+    cfg = ctx.train.replace(**train_over)
+    trial.set_user_attr("train", cfg.to_dict())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
     twin = _finished_twin(trial, cfg)
@@ -202,7 +201,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (accuracy {acc:.4f})")
 
-    result = train_model(model, ctx.data, cfg, device=ctx.device, on_epoch=on_epoch)
+    result = train(model, cfg, ctx.data, device=ctx.device, on_epoch_end=on_epoch)
     metrics["accuracy"] = result.accuracy
     trial.set_user_attr("accuracy", result.accuracy)
     trial.set_user_attr("train_seconds", round(result.seconds, 3))

@@ -17,7 +17,8 @@ from archdsl.errors import SpecError
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.
-COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "search", "calibrate")
+COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "search", "calibrate",
+            "train", "evaluate")
 
 
 class UserError(Exception):

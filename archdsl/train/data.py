@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, Te
 from archdsl.data import MEAN_STD, DataBundle, DataError, TensorSplit, load_data, parse_source
 from archdsl.train.recipe import Recipe
 
-__all__ = ["load_training_data", "make_loaders", "Loaders", "ResumableSampler", "augment", "make_mixup",
+__all__ = ["load_training_data", "make_loaders", "val_loader", "Loaders", "ResumableSampler", "augment", "make_mixup",
            "BatchAugment"]
 
 
@@ -99,7 +99,7 @@ def make_loaders(data: DataBundle, recipe: Recipe, *, rank: int, world: int, see
         raise DataError(f"batch_size {recipe.batch_size} is not divisible by processes x accum_steps "
                         f"= {world} x {recipe.accum_steps}")
     per = recipe.batch_size // parts
-    train_ds, val_ds = _dataset(data.train), _dataset(data.val)
+    train_ds = _dataset(data.train)
     sampler = ResumableSampler(train_ds, batch_size=per, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     micro = sampler.num_samples // per
     if micro < recipe.accum_steps:
@@ -112,9 +112,20 @@ def make_loaders(data: DataBundle, recipe: Recipe, *, rank: int, world: int, see
     workers = 0 if in_memory else recipe.workers
     extra = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0)
     train = DataLoader(train_ds, batch_size=per, sampler=sampler, drop_last=True, **extra)
-    val_shard = Subset(val_ds, range(rank, len(val_ds), world))
-    val = DataLoader(val_shard, batch_size=recipe.eval_batch_size or max(per, 256), shuffle=False, **extra)
+    val = val_loader(data, batch_size=recipe.eval_batch_size or max(per, 256), workers=workers, rank=rank,
+                     world=world, pin_memory=pin_memory)
     return Loaders(train, val, sampler, per, steps, in_memory)
+
+
+def val_loader(data: DataBundle, *, batch_size: int, workers: int = 0, rank: int = 0, world: int = 1,
+               pin_memory: bool = False) -> DataLoader:
+    """This process's shard of the validation split (every ``world``-th image, no padding)."""
+    val_ds = _dataset(data.val)
+    shard = Subset(val_ds, range(rank, len(val_ds), world)) if world > 1 else val_ds
+    if isinstance(data.val, TensorSplit):
+        workers = 0
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0)
 
 
 def augment(x: torch.Tensor, *, padding: int, flip: float, generator: torch.Generator | None = None) -> torch.Tensor:

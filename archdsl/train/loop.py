@@ -250,7 +250,6 @@ class Trainer:
         """Continue from a checkpoint of this spec and recipe (checked by the caller)."""
         self.raw.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema"):
@@ -258,7 +257,7 @@ class Trainer:
         self.epoch, self.step, self.global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         self.history, self.best = list(ckpt["history"]), float(ckpt["best_top1"])
         self.step_losses, self.step_lrs = list(ckpt["step_losses"]), list(ckpt["step_lrs"])
-        self.scheduler.step_update(num_updates=self.global_step)
+        self.scheduler.step_update(num_updates=self.global_step)   # the schedule is a function of the step
         rngs = ckpt["rng"]
         if len(rngs) == self.dist.world:
             ck.set_rng_state(rngs[self.dist.rank])

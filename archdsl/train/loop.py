@@ -122,6 +122,7 @@ class Trainer:
         self.step_losses: list[float] = []
         self.step_lrs: list[float] = []
         self.best = -1.0
+        self.plotted = time.monotonic()
         _seed_all(seed * 1000 + dist.rank)     # augmentation / drop-path streams; differ per rank
 
     def _place(self, model: nn.Module) -> nn.Module:
@@ -243,8 +244,14 @@ class Trainer:
             ck.save_atomic(weights, self.out / "best.pt")
         metrics.write_metrics(self.out, self.history)
         metrics.write_steps(self.out, self.step_losses, self.step_lrs)
-        if self.history:
+
+    def plot(self, *, final: bool) -> None:
+        """``curves.png``, at most once a minute while training (matplotlib is slow) and at the end."""
+        if self.out is None or not self.dist.main or not self.history:
+            return
+        if final or time.monotonic() - self.plotted > 60:
             metrics.plot_curves(self.out, self.history, self.loaders.steps_per_epoch, self.step_losses)
+            self.plotted = time.monotonic()
 
     def load(self, ckpt: dict) -> None:
         """Continue from a checkpoint of this spec and recipe (checked by the caller)."""
@@ -305,8 +312,10 @@ def train(model: nn.Module, recipe: Recipe, data: DataBundle, *, epochs: int | N
             t0 = time.perf_counter()
             if not t.run_epoch(stop, progress):
                 result.interrupted = stop.signum or signal.SIGTERM
+                t.plot(final=True)
                 break
             row = t.finish_epoch(time.perf_counter() - t0)
+            t.plot(final=t.epoch == epochs)
             if dist.main:
                 log(_summary(row, epochs))
             if on_epoch_end is not None:

@@ -29,7 +29,7 @@ from archdsl.search import study as st
 from archdsl.search.faults import StorageError, storage_errors
 from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
-from archdsl.train import TrainConfig
+from archdsl.train import Recipe, proxy_recipe
 
 __all__ = ["run_search", "prepare_search", "search_loop", "SearchOptions", "SearchSetup", "resolve_device"]
 
@@ -81,21 +81,18 @@ def _objectives(opts: SearchOptions, space: SearchSpace) -> tuple[list[str], lis
     return list(space.objectives), list(space.objectives.values())
 
 
-def _train_config(space: SearchSpace, opts: SearchOptions) -> TrainConfig:
-    """The space's ``train:`` section (keys checked against TrainConfig's fields when it was loaded)
-    with ``--epochs`` / ``--seed`` applied; a non-integer where an int field is declared is an error."""
+def _train_config(space: SearchSpace, opts: SearchOptions) -> Recipe:
+    """The proxy recipe with the space's ``train:`` section (keys checked against the recipe's fields
+    when the space was loaded) and ``--epochs`` / ``--seed`` applied; a bad value is a SpecError at
+    ``train.<field>`` of the space file."""
     cfg = {k: v for k, v in space.train.items() if k != "dataset"}
-    for f in dataclasses.fields(TrainConfig):
-        v = cfg.get(f.name)
-        if f.type.startswith("int") and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                                           or float(v) != int(v)):
-            raise SpecError(f"train.{f.name} must be an integer, got {v!r}", file=space.file, path=f"train.{f.name}")
-        if f.type.startswith("int") and v is not None:
-            cfg[f.name] = int(v)
     if opts.epochs is not None:
         cfg["epochs"] = int(opts.epochs)
     cfg.setdefault("seed", opts.seed)
-    return TrainConfig(**cfg)
+    try:
+        return proxy_recipe(**cfg)
+    except SpecError as e:
+        raise SpecError(e.message, file=space.file, path=f"train.{e.path}" if e.path else "train") from None
 
 
 def _sampler_seed(seed: int, worker: int) -> int:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import torch
-from conftest import FAST, TINY
+from train_helpers import FAST, TINY
 
 from archdsl.cli import main
 from archdsl.train.checkpoint import load_checkpoint

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import FAST, TINY
 from interrupt_run import signal_at_step
+from train_helpers import FAST, TINY
 
 from archdsl.cli import main
 from archdsl.train.checkpoint import load_checkpoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 
 import torch
-from conftest import FAST, TINY
+from train_helpers import FAST, TINY
 
 import archdsl
 from archdsl.cli import main

@@ -218,11 +218,11 @@ def _open_study(opts: SearchOptions, url: str, study_name: str, directions: list
     return storage, study, before
 
 
-def _study_record(names: list[str], data: Any, cfg: TrainConfig, space: SearchSpace, opts: SearchOptions) -> dict:
+def _study_record(names: list[str], data: Any, cfg: Recipe, space: SearchSpace, opts: SearchOptions) -> dict:
     """What must not change when a study is resumed: objectives, data set, recipe (the training seed
     excepted: workers may train with their own --seed), how throughput is obtained, and a hash of the
     search space."""
-    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}
+    recipe = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
     params = [{k: v for k, v in vars(p).items() if k != "pos"} for p in space.params]
     shape = {"base": space.base, "params": params, "constraints": space.constraints, "throughput": space.throughput}
     text = json.dumps(shape, sort_keys=True, default=str)

@@ -22,7 +22,8 @@ from archdsl.errors import SpecError, printable
 
 # Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
 # (work in progress) is skipped, so the CLI never breaks on a partial checkout.
-COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "export", "search", "calibrate", "build_ext")
+COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "export", "search",
+            "calibrate", "build_ext", "train", "evaluate")
 
 
 class UserError(Exception):

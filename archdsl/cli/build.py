@@ -39,18 +39,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def load_weights(model: Any, path: str) -> None:
-    """Strictly load a state dict saved with ``torch.save`` (bare, or under "model"/"state_dict").
-    Problems raise SpecError naming at most a few keys of each kind."""
+def load_weights(model: Any, path: str, key: str | None = None) -> None:
+    """Strictly load a state dict saved with ``torch.save`` (bare, or under "model"/"state_dict", or
+    under ``key``: e.g. "model_ema" of ``archdsl train``'s best.pt). Problems raise SpecError naming at
+    most a few keys of each kind."""
     import torch
 
     from archdsl.convert.checkpoint import read_checkpoint
 
     state = read_checkpoint(path, "weights file")
+    if key is not None and not (isinstance(state, dict) and isinstance(state.get(key), dict)):
+        raise SpecError(f"the file holds no '{key}' state dict", file=path)
     if isinstance(state, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
+        for name in ((key,) if key else ("model", "state_dict")):
+            if isinstance(state.get(name), dict):
+                state = state[name]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SpecError("expected a state dict (name -> tensor)", file=path)

@@ -2,6 +2,7 @@
 ImageFolder trees and a local CIFAR-10 folder.
 ``load_data("default" | "farpairs" | "imagefolder:PATH" | "cifar10:PATH", image_size=32, preprocess=...)``."""
 from archdsl.data.datasets import (
+    MEAN_STD,
     DataBundle,
     DataError,
     DatasetSplit,
@@ -16,6 +17,5 @@ from archdsl.data.datasets import (
     parse_source,
 )
 
-__all__ = ["DataBundle", "DataError", "DatasetSplit", "TensorSplit", "load_cifar10", "load_data",
-           "load_default", "load_imagefolder", "parse_source",
-           "Preprocess", "parse_preprocess", "load_farpairs"]
+__all__ = ["MEAN_STD", "DataBundle", "DataError", "DatasetSplit", "TensorSplit", "load_cifar10", "load_data",
+           "load_default", "load_imagefolder", "parse_source", "Preprocess", "parse_preprocess", "load_farpairs"]

@@ -39,7 +39,7 @@ from archdsl.data.farpairs import render_farpairs
 from archdsl.data.images import find_bad_images
 
 __all__ = ["DataError", "DataBundle", "TensorSplit", "Preprocess", "parse_preprocess", "load_data", "load_default",
-           "load_farpairs", "load_imagefolder", "load_cifar10", "parse_source"]
+           "load_farpairs", "load_imagefolder", "load_cifar10", "parse_source", "MEAN_STD"]
 
 # Channel statistics used for the folder sources (ImageNet's; CIFAR-10's own are close to these).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +49,8 @@ _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 NORMALIZE_PRESETS = {"imagenet": (_IMAGENET_MEAN, _IMAGENET_STD), "cifar10": (_CIFAR_MEAN, _CIFAR_STD)}
 PREPROCESS_KEYS = ("normalize", "resize")
 RESIZE_MODES = ("stretch", "crop")
+# per source kind: the (mean, std) image files are normalised with
+MEAN_STD = {"imagefolder": (_IMAGENET_MEAN, _IMAGENET_STD), "cifar10": (_CIFAR_MEAN, _CIFAR_STD)}
 
 
 class DataError(ValueError):

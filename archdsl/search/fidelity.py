@@ -20,7 +20,6 @@ bars = seed std, front trials in black, labels = trial numbers).
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -32,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
 from archdsl.search.objective import TrialContext, seed_stats, train_seeds
-from archdsl.search.results import _csv, is_feasible, write_atomic
+from archdsl.search.results import _csv, write_atomic
 from archdsl.train import TrainConfig
 
 __all__ = ["select_trials", "check_fidelity", "fidelity_summary", "FIDELITY_COLUMNS"]
@@ -69,7 +68,7 @@ def _long_accuracy(study: Any, t: FrozenTrial, ctx: TrialContext, epochs: int, s
     key = f"fidelity:{t.number}:{epochs}:{seed}"
     if key in study.user_attrs:
         return float(study.user_attrs[key])
-    cfg = dataclasses.replace(TrainConfig(**t.user_attrs["train"]), epochs=epochs)
+    cfg = TrainConfig(**t.user_attrs["train"]).replace(epochs=epochs)
     spec = yaml.safe_load(t.user_attrs["spec"])
     _, runs = train_seeds(spec, cfg, ctx, f"<{study.study_name} trial {t.number} (fidelity)>", [seed])
     study.set_user_attr(key, runs[0].accuracy)

@@ -19,7 +19,6 @@ samplers (given :func:`constraints_func`) rank it as infeasible and the Pareto e
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import statistics
@@ -39,7 +38,7 @@ from archdsl.errors import SpecError
 from archdsl.language import load_spec_dict, spec_hash
 from archdsl.search.space import SearchSpace
 from archdsl.search.workers import WORKER_ATTR, worker_alive
-from archdsl.train import NonFiniteLossError, TrainConfig, train_model
+from archdsl.train import NonFiniteLossError, Recipe, train
 
 __all__ = ["TrialContext", "run_trial", "train_seeds", "seed_stats", "fail_reason", "constraints_func",
            "spec_yaml", "component_name"]
@@ -52,7 +51,7 @@ class TrialContext:
     space: SearchSpace
     objectives: list[str]                      # objective names, in the study's order
     data: Any                                  # archdsl.data.DataBundle
-    train: TrainConfig                         # the recipe before per-trial ``train.*`` samples
+    train: Recipe                              # the proxy recipe before per-trial ``train.*`` samples
     device: str = "cpu"
     throughput: dict = field(default_factory=dict)   # measure_throughput settings
     throughput_model: Any = None                     # a roofline DeviceProfile: predict instead of measuring
@@ -133,14 +132,14 @@ _COPIED = ("params", "macs", "constraints", "feasible", "infeasible", "accuracy"
            "seed_accuracies", "epoch_accuracy", "images_per_s", "train_seconds", "throughput_setup")
 
 
-def _finished_twin(trial: Any, cfg: TrainConfig, poll_s: float = 1.0) -> Any:
+def _finished_twin(trial: Any, cfg: Recipe, poll_s: float = 1.0) -> Any:
     """A COMPLETE trial of this study with the same spec and recipe (samplers repeat points of small
     discrete spaces; training is deterministic, so its results are this trial's results). While a
     lower-numbered trial with them is still RUNNING in a worker that is alive (workers sample on
     their own), wait for it, so that no architecture is trained twice."""
     import optuna
 
-    arch, recipe, seeds = trial.user_attrs.get("arch"), dataclasses.asdict(cfg), trial.user_attrs.get("seeds", 1)
+    arch, recipe, seeds = trial.user_attrs.get("arch"), cfg.to_dict(), trial.user_attrs.get("seeds", 1)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     while True:
         same = [t for t in trial.study.get_trials(deepcopy=False, states=states)
@@ -173,7 +172,7 @@ def seed_stats(accuracies: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0)
 
 
-def train_seeds(spec_dict: dict, cfg: TrainConfig, ctx: TrialContext, source: str, seeds: list[int], *,
+def train_seeds(spec_dict: dict, cfg: Recipe, ctx: TrialContext, source: str, seeds: list[int], *,
                 model: Any = None, on_epoch: Callable[[int, float], None] | None = None) -> tuple[Any, list]:
     """Train the architecture once per seed (``torch.manual_seed(seed)`` before building, ``cfg.seed =
     seed``); ``model`` may be the first seed's model, already built. ``on_epoch`` hooks the first
@@ -184,8 +183,8 @@ def train_seeds(spec_dict: dict, cfg: TrainConfig, ctx: TrialContext, source: st
         if model is None or i > 0:
             torch.manual_seed(seed)
             _, model = build(spec_dict, source)
-        results.append(train_model(model, ctx.data, dataclasses.replace(cfg, seed=seed), device=ctx.device,
-                                   on_epoch=on_epoch if i == 0 else None))
+        results.append(train(model, cfg.replace(seed=seed), ctx.data, device=ctx.device,
+                             on_epoch_end=on_epoch if i == 0 else None))
     return model, results
 
 
@@ -201,10 +200,10 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("spec", spec_yaml(spec_dict))
     trial.set_user_attr("mixer", component_name(spec_dict.get("mixer")))
     trial.set_user_attr("block", component_name(spec_dict.get("block")))
-    cfg = dataclasses.replace(ctx.train, **train_over)
+    cfg = ctx.train.replace(**train_over)
     if ctx.rungs:
-        cfg = dataclasses.replace(cfg, epochs=ctx.rungs[int(trial.user_attrs.get("rung", 0))])
-    trial.set_user_attr("train", dataclasses.asdict(cfg))
+        cfg = cfg.replace(epochs=ctx.rungs[int(trial.user_attrs.get("rung", 0))])
+    trial.set_user_attr("train", cfg.to_dict())
     trial.set_user_attr("seeds", ctx.seeds)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 

@@ -30,7 +30,7 @@ from archdsl.search.faults import StorageError, storage_errors
 from archdsl.search.fidelity import check_fidelity
 from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
-from archdsl.train import TrainConfig
+from archdsl.train import Recipe, proxy_recipe
 
 __all__ = ["run_search", "prepare_search", "search_loop", "after_search", "summary_lines", "SearchOptions",
            "SearchSetup", "resolve_device", "default_min_accuracy"]
@@ -127,21 +127,18 @@ def _objectives(opts: SearchOptions, space: SearchSpace) -> tuple[list[str], lis
     return list(space.objectives), list(space.objectives.values())
 
 
-def _train_config(space: SearchSpace, opts: SearchOptions) -> TrainConfig:
-    """The space's ``train:`` section (keys checked against TrainConfig's fields when it was loaded)
-    with ``--epochs`` / ``--seed`` applied; a non-integer where an int field is declared is an error."""
+def _train_config(space: SearchSpace, opts: SearchOptions) -> Recipe:
+    """The proxy recipe with the space's ``train:`` section (keys checked against the recipe's fields
+    when the space was loaded) and ``--epochs`` / ``--seed`` applied; a bad value is a SpecError at
+    ``train.<field>`` of the space file."""
     cfg = {k: v for k, v in space.train.items() if k != "dataset"}
-    for f in dataclasses.fields(TrainConfig):
-        v = cfg.get(f.name)
-        if f.type.startswith("int") and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                                           or float(v) != int(v)):
-            raise SpecError(f"train.{f.name} must be an integer, got {v!r}", file=space.file, path=f"train.{f.name}")
-        if f.type.startswith("int") and v is not None:
-            cfg[f.name] = int(v)
     if opts.epochs is not None:
         cfg["epochs"] = int(opts.epochs)
     cfg.setdefault("seed", opts.seed)
-    return TrainConfig(**cfg)
+    try:
+        return proxy_recipe(**cfg)
+    except SpecError as e:
+        raise SpecError(e.message, file=space.file, path=f"train.{e.path}" if e.path else "train") from None
 
 
 def _sampler_seed(seed: int, worker: int) -> int:
@@ -227,7 +224,7 @@ def prepare_search(opts: SearchOptions, *, log: Callable[[str], None], build: Ca
     log(f"archdsl search: study '{study_name}' in {url.split('@')[-1]} -- {before}/{opts.budget} "
         f"trials counted; objectives {', '.join(f'{n} ({d})' for n, d in zip(names, directions))}; sampler "
         f"{opts.sampler}; data {data.describe()}; augmentation: random crop {cfg.crop_padding} px, horizontal "
-        f"flip {'on' if (data.flip if cfg.flip is None else cfg.flip) else 'off'} (train.crop_padding, train.flip); "
+        f"flip {'on' if (data.flip if cfg.hflip is None else cfg.hflip) else 'off'} (train.crop_padding, train.hflip); "
         + (f"successive halving over {rungs} epochs (eta {opts.eta})" if rungs else f"{cfg.epochs} epoch(s) per trial")
         + (f" x {opts.seeds} seeds" if opts.seeds > 1 else "") + f" on {device}"
         + (f"; throughput predicted for {ctx.throughput_model.name} (roofline)" if ctx.throughput_model else "")
@@ -278,11 +275,11 @@ def _open_study(opts: SearchOptions, url: str, study_name: str, directions: list
     return storage, study, before
 
 
-def _study_record(names: list[str], data: Any, cfg: TrainConfig, space: SearchSpace, opts: SearchOptions) -> dict:
+def _study_record(names: list[str], data: Any, cfg: Recipe, space: SearchSpace, opts: SearchOptions) -> dict:
     """What must not change when a study is resumed: objectives, data set, recipe (the training seed
     excepted: workers may train with their own --seed), how throughput is obtained, and a hash of the
     search space."""
-    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}
+    recipe = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
     params = [{k: v for k, v in vars(p).items() if k != "pos"} for p in space.params]
     shape = {"base": space.base, "params": params, "constraints": space.constraints, "throughput": space.throughput}
     text = json.dumps(shape, sort_keys=True, default=str)

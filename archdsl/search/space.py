@@ -39,7 +39,7 @@ from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.resolve import apply_overrides, resolve_data
 from archdsl.language.schema import fields_at
 from archdsl.language.yaml_loader import Pos, Positions, format_path, load_yaml_file, parse_path
-from archdsl.train import TrainConfig
+from archdsl.train import Recipe
 
 __all__ = ["Param", "SearchSpace", "load_space", "default_space_path", "OBJECTIVES", "CONSTRAINTS",
            "TRAIN_KEYS", "get_path"]
@@ -48,7 +48,7 @@ TOP_KEYS = ("base", "extends", "space", "objectives", "constraints", "train", "t
             "description")
 OBJECTIVES = {"accuracy": "maximize", "throughput": "maximize", "params": "minimize", "macs": "minimize"}
 CONSTRAINTS = ("params_max", "macs_max", "params_min", "accuracy_min")
-TRAIN_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(TrainConfig))
+TRAIN_KEYS = ("dataset",) + tuple(f.name for f in dataclasses.fields(Recipe))   # the proxy recipe's fields
 THROUGHPUT_KEYS = ("batch_size", "warmup", "iters", "min_time", "dtype", "optimize")
 _MARKER_KEYS = ("choice", "int", "float")
 _MARKER_EXTRA = ("step", "log", "when")

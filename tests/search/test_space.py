@@ -118,8 +118,11 @@ ERRORS = [
     ("constraints: {params_max: lots}\n", "space.yaml:2:15: constraints.params_max: constraint params_max must "
      "be a number, got 'lots'"),
     ("train: {epoch: 2}\n", "space.yaml:2:9: train.epoch: unknown training setting 'epoch' (did you mean "
-     "'epochs'?); known: dataset, epochs, batch_size, lr, weight_decay, warmup_epochs, label_smoothing, "
-     "grad_clip, crop_padding, flip, seed, max_steps_per_epoch"),
+     "'epochs'?); known: dataset, epochs, batch_size, lr, lr_base, lr_base_size, opt, opt_eps, opt_betas, "
+     "weight_decay, sched, warmup_epochs, warmup_lr_ratio, min_lr_ratio, label_smoothing, mixup, cutmix, "
+     "mixup_prob, mixup_switch_prob, auto_augment, color_jitter, reprob, remode, hflip, crop_padding, scale, "
+     "interpolation, crop_pct, drop_path, grad_clip, ema, ema_decay, seed, amp, channels_last, compile, "
+     "accum_steps, sync_bn, workers, eval_batch_size, max_steps_per_epoch, checkpoint_every"),
     ("throughput: {optimise: true}\n", "space.yaml:2:14: throughput.optimise: unknown throughput setting "
      "'optimise' (did you mean 'optimize'?); known: batch_size, warmup, iters, min_time, dtype, optimize"),
     ("throughput: {optimize: 1}\n", "space.yaml:2:14: throughput.optimize: throughput.optimize must be true or "

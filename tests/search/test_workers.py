@@ -36,7 +36,7 @@ def _study(tmp_path):
 def test_a_dead_trial_is_retried_twice_then_recorded_as_failed(tmp_path):
     storage, study = _study(tmp_path)
     dist = {"x": optuna.distributions.IntDistribution(0, 9)}
-    for attempt in range(3):
+    for _attempt in range(3):
         trial = study.ask(dist)
         study._storage.set_trial_system_attr(trial._trial_id, workers.WORKER_ATTR,
                                              {"host": socket.gethostname(), "pid": os.getpid(), "run": "gone"})

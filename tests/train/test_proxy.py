@@ -1,4 +1,4 @@
-"""The training recipe (archdsl/train.py): schedule, augmentation, NaN detection, learning."""
+"""The search's proxy recipe of the trainer: schedule, augmentation, NaN detection, learning."""
 from __future__ import annotations
 
 import math
@@ -8,45 +8,51 @@ import torch
 from torch import nn
 
 from archdsl.data import DataBundle, TensorSplit, load_default
-from archdsl.train import NonFiniteLossError, TrainConfig, augment, evaluate, lr_at, train_model
+from archdsl.train import NonFiniteLossError, TrainConfig, evaluate, proxy_recipe, train, train_model
+from archdsl.train.data import augment
 
 
-def test_lr_schedule_warmup_then_cosine_to_zero():
-    peak, total, warm = 1.0, 100, 10
-    lrs = [lr_at(s, total, warm, peak) for s in range(total)]
-    assert lrs[0] == pytest.approx(0.01 + 0.99 / 10)
-    assert lrs[9] == pytest.approx(1.0)                                 # end of warm-up: the peak
-    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))               # rising during warm-up
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))              # then non-increasing
-    assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
-    assert lr_at(total, total, warm, peak) == pytest.approx(0.0)
+def _tiny():
+    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.GELU(), nn.Flatten(), nn.Linear(8 * 16, 10))
+
+
+def _small8():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 10))
+
+
+def test_proxy_schedule_is_warmup_then_cosine_to_zero():
+    data = load_default(image_size=8)
+    r = train(_small8(), proxy_recipe(batch_size=64, lr=1e-2), data, epochs=2)    # 22 steps, warm-up 11 / 2
+    lrs, steps = r.step_lrs, len(r.step_lrs)
+    assert steps == 2 * (1437 // 64) == 44
+    warm = 0.5 * 22                                                               # warmup_epochs 0.5
+    assert lrs[0] == pytest.approx(1e-4)                                          # peak x warmup_lr_ratio
+    assert lrs[5] == pytest.approx(1e-4 + 5 * (1e-2 - 1e-4) / warm)               # linear warm-up
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))                        # steps 0..10 warm up
+    assert all(a >= b for a, b in zip(lrs[11:], lrs[12:]))                        # then non-increasing
+    assert lrs[30] == pytest.approx(0.5e-2 * (1 + math.cos(math.pi * 30 / steps)))  # timm's cosine over all steps
+    assert lrs[-1] < 1e-4
 
 
 def test_augment_crop_is_a_shift_and_flip_mirrors():
-    g = torch.Generator().manual_seed(0)
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4) + 1
-    assert torch.equal(augment(x, padding=0, flip=False, generator=g), x)
-    out = augment(x, padding=1, flip=False, generator=g)
+    assert torch.equal(augment(x, padding=0, flip=0.0), x)
+    out = augment(x, padding=1, flip=0.0)
     assert out.shape == x.shape
     for b in range(2):          # every output is the input shifted by (dy, dx) in [-1, 1]^2, zeros outside
         ok = False
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 ref = torch.zeros(4, 4)
-                src = x[b, 0]
                 ys, xs = slice(max(0, -dy), 4 - max(0, dy)), slice(max(0, -dx), 4 - max(0, dx))
                 ys2, xs2 = slice(max(0, dy), 4 - max(0, -dy)), slice(max(0, dx), 4 - max(0, -dx))
-                ref[ys, xs] = src[ys2, xs2]
+                ref[ys, xs] = x[b, 0][ys2, xs2]
                 ok |= torch.equal(out[b, 0], ref)
         assert ok
-    flips = augment(x.repeat(32, 1, 1, 1), padding=0, flip=True, generator=g)
+    flips = augment(x.repeat(32, 1, 1, 1), padding=0, flip=0.5)
     same = [torch.equal(f, x[i % 2]) for i, f in enumerate(flips)]
     mirrored = [torch.equal(f, x[i % 2].flip(-1)) for i, f in enumerate(flips)]
     assert all(a or b for a, b in zip(same, mirrored)) and any(same) and any(mirrored)
-
-
-def _tiny():
-    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.GELU(), nn.Flatten(), nn.Linear(8 * 16, 10))
 
 
 def test_training_learns_the_digits_and_is_deterministic():
@@ -58,9 +64,9 @@ def test_training_learns_the_digits_and_is_deterministic():
     torch.manual_seed(0)
     r2 = train_model(_tiny(), data, cfg)
     assert r1.accuracy > 0.6                                             # chance is 0.1
-    assert r1.accuracy == r2.accuracy and [h["loss"] for h in r1.history] == [h["loss"] for h in r2.history]
-    assert [h["epoch"] for h in r1.history] == [1, 2] and r1.history[1]["loss"] < r1.history[0]["loss"]
-    assert evaluate(m1, data.val) == r1.accuracy
+    assert r1.accuracy == r2.accuracy and r1.step_losses == r2.step_losses
+    assert [h["epoch"] for h in r1.history] == [1, 2] and r1.history[1]["train_loss"] < r1.history[0]["train_loss"]
+    assert evaluate(m1, data.val.batches(256))[0] == r1.accuracy
 
 
 def test_nan_loss_raises_a_clear_error():
@@ -80,10 +86,6 @@ def test_on_epoch_hook_and_step_cap():
     seen = []
     r = train_model(_small8(), data, TrainConfig(epochs=3, batch_size=32, max_steps_per_epoch=2),
                     on_epoch=lambda e, a: seen.append((e, a)))
-    assert [e for e, _ in seen] == [1, 2, 3] and seen[-1][1] == r.accuracy
+    assert [e for e, _ in seen] == [1, 2, 3] and seen[-1][1] == r.accuracy and len(r.step_losses) == 6
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
-        train_model(_small8(), data, TrainConfig(epochs=0))
-
-
-def _small8():
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 10))
+        train(_small8(), proxy_recipe(), data, epochs=0)

@@ -56,6 +56,14 @@ class TokenRMSNorm(nn.RMSNorm):
         return super().forward(x)
 
 
+class TokenGroupNorm(nn.GroupNorm):
+    """GroupNorm of ``[B, N, C]`` on the grid: statistics per sample over each group of channels and
+    all tokens (``nn.GroupNorm`` on ``[B, C, H, W]``; ``groups: 1`` is PoolFormer's norm)."""
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:  # type: ignore[override]
+        return map_to_tokens(super().forward(tokens_to_map(x, hw)))[0]
+
+
 class TokenBatchNorm(nn.BatchNorm1d):
     """BatchNorm over channels of ``[B, N, C]`` (statistics over batch and tokens)."""
 
@@ -131,11 +139,41 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
-NORMS = ("layernorm", "batchnorm", "rmsnorm")
+class LayerScale(nn.Module):
+    """Per-channel learned scale (CaiT / ConvNeXt layer scale): ``x * gamma``, ``gamma: [C]``
+    initialised to ``init``. x: [B, N, C] -> [B, N, C]."""
+
+    def __init__(self, dim: int, init: float = 1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x * self.gamma
 
 
-def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
-    """A token norm by name (layernorm | batchnorm | rmsnorm)."""
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` of the tokens: ``[B, N, C] -> [B, N, stop - start]`` (to run a module
+    on part of the channels, as MambaOut's partial depthwise conv, inside a ``concat`` branch)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = int(start), int(stop)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x[..., self.start:self.stop]
+
+    def extra_repr(self) -> str:
+        return f"{self.start}:{self.stop}"
+
+
+NORMS = ("layernorm", "batchnorm", "rmsnorm", "groupnorm")
+
+
+def make_norm(kind: str, dim: int, eps: float | None = None, groups: int = 1) -> nn.Module:
+    """A token norm by name (layernorm | batchnorm | rmsnorm | groupnorm with ``groups``). Every norm
+    acts on the channels of each token, so ``layernorm`` is also timm's channels-first LayerNorm2d."""
+    if kind == "groupnorm":
+        return TokenGroupNorm(groups, dim, eps=1e-5 if eps is None else eps)
     if kind == "layernorm":
         return TokenLayerNorm(dim, eps=1e-5 if eps is None else eps)
     if kind == "batchnorm":

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--filter", metavar="PATTERN", help="fnmatch pattern, e.g. '*attention*'")
     p.add_argument("--json", action="store_true", help="print one JSON object {kind: [names]}")
     p.add_argument("--options", metavar="NAME", help="print the options of component NAME of KIND")
+    p.add_argument("--markdown", action="store_true",
+                   help="print every component with its options as Markdown (docs/components.md)")
     return p
 
 
@@ -58,6 +60,11 @@ def _print_options(kind: str, name: str, as_json: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     import archdsl.compiler  # noqa: F401  (lazy for `archdsl --help`: registers the built-ins)
 
+    if args.markdown:
+        from archdsl.compiler.component_schema import components_markdown
+
+        print(components_markdown(), end="")
+        return 0
     if args.options:
         if not args.kind:
             from archdsl.cli import UserError

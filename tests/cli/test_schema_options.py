@@ -76,3 +76,11 @@ def test_list_options(capsys):
     assert "  ls_init: number (default 1e-06)" in capsys.readouterr().out
     assert main(["list", "head", "--options", "nope"]) == 2
     assert "unknown head 'nope'" in capsys.readouterr().err
+
+
+def test_docs_components_md_is_current(capsys):
+    assert main(["list", "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert (ROOT / "docs" / "components.md").read_text() == text  # regenerate: archdsl list --markdown
+    for name in ("conv_stem", "conv_downsample", "pool_norm_mlp", "layer_scale", "slice", "convnext"):
+        assert f"| `{name}` |" in text

@@ -23,7 +23,10 @@ from archdsl.layers.primitives import (
     NORMS,
     Activation,
     ChannelSlice,
+    Flip,
     LayerScale,
+    Scale,
+    SequenceConv1d,
     Dropout,
     DropPath,
     Mlp,
@@ -157,6 +160,37 @@ def layer_scale(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     opts = ctx.options(arg, {"init": 1e-6}, "layer_scale")
     init = _num(opts["init"], "layer_scale init", ctx, at("init"), lo_open=True)
     return LayerScale(ctx.dim_in, init), ctx.dim_in
+
+
+@register("primitive", "conv1d")
+def conv1d(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{conv1d: 4}`` or ``{conv1d: {kernel: 4, causal: true, bias: true}}``: depthwise conv along the
+    token sequence (Mamba / Vim's causal ``conv1d``), width and length kept."""
+    at = _at(arg)
+    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
+        arg = {} if arg is None else {"kernel": arg}
+    opts = ctx.options(arg, {"kernel": 4, "causal": True, "bias": True}, "conv1d")
+    k = _int(opts["kernel"], "conv1d kernel", ctx, at("kernel"))
+    causal = _bool(opts["causal"], "conv1d causal", ctx, at("causal"))
+    if not causal and k % 2 == 0:
+        raise ctx.error(f"a non-causal conv1d needs an odd kernel to keep the length, got {k}", at("kernel"))
+    return SequenceConv1d(ctx.dim_in, k, causal, _bool(opts["bias"], "conv1d bias", ctx, at("bias"))), ctx.dim_in
+
+
+@register("primitive", "flip")
+def flip(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``flip``: the token sequence reversed (a backward scan is ``[flip, ..., flip]``)."""
+    if arg is not None:
+        raise ctx.error(f"'flip' takes no options (write it as a bare string), got {arg!r}")
+    return Flip(), ctx.dim_in
+
+
+@register("primitive", "scale")
+def scale(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{scale: 0.5}``: multiply by a constant (no parameter)."""
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise ctx.error(f"scale needs a number, e.g. {{scale: 0.5}}, got {arg!r}")
+    return Scale(arg), ctx.dim_in
 
 
 @register("primitive", "slice")

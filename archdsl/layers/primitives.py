@@ -166,6 +166,44 @@ class ChannelSlice(nn.Module):
         return f"{self.start}:{self.stop}"
 
 
+class SequenceConv1d(nn.Conv1d):
+    """Depthwise 1-D conv along the token sequence (Mamba's ``conv1d``): ``[B, N, C] -> [B, N, C]``.
+    ``causal``: padded by ``kernel - 1`` on the left only, so token n sees tokens n-k+1..n (Mamba);
+    else ``kernel // 2`` on both sides (odd kernels). Keys ``weight [C, 1, k]``, ``bias [C]``."""
+
+    def __init__(self, dim: int, kernel: int = 4, causal: bool = True, bias: bool = True):
+        if not causal and kernel % 2 == 0:
+            raise ValueError(f"a non-causal conv1d needs an odd kernel to keep the length, got {kernel}")
+        super().__init__(dim, dim, kernel, groups=dim, bias=bias, padding=kernel - 1 if causal else kernel // 2)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:  # type: ignore[override]
+        n = x.shape[1]
+        return super().forward(x.transpose(1, 2))[..., :n].transpose(1, 2)
+
+
+class Flip(nn.Module):
+    """The token sequence reversed: ``[B, N, C] -> [B, N, C]`` with ``y[:, n] = x[:, N-1-n]`` (Vim's
+    backward scan: flip, scan, flip back)."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x.flip(1)
+
+
+class Scale(nn.Module):
+    """A constant factor: ``x * value`` (no parameter), e.g. Vim's average of its two scans."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x * self.value
+
+    def extra_repr(self) -> str:
+        return f"{self.value:g}"
+
+
 NORMS = ("layernorm", "batchnorm", "rmsnorm", "groupnorm")
 
 

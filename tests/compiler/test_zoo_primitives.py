@@ -158,3 +158,31 @@ def test_heads_only_when_a_component_needs_them():
         build_model(spec)
     assert e.value.message.startswith("mixer 'softmax_attention' needs heads: give stages.heads (hierarchical), "
                                       "heads (isotropic) or heads in the mixer's options")
+
+
+def test_causal_conv1d_flip_and_scale_along_the_sequence():
+    blk = block_of([{"branch": {"fwd": [{"conv1d": 4, "name": "c"}],
+                                "bwd": ["flip", {"conv1d": {"kernel": 4}, "name": "cb"}, "flip"], "merge": "add"}},
+                    {"scale": 0.5}])
+    assert blk.c.weight.shape == (8, 1, 4) and nparams(blk.c) == 8 * 4 + 8  # Mamba's conv1d
+    x = torch.randn(2, 15, 8)
+
+    def causal(t, conv):  # token n sees tokens n-3..n
+        return F.conv1d(F.pad(t.transpose(1, 2), (3, 0)), conv.weight, conv.bias, groups=8).transpose(1, 2)
+
+    ref = (causal(x, blk.c) + causal(x.flip(1), blk.cb).flip(1)) * 0.5
+    torch.testing.assert_close(blk(x, HW), ref)
+    with pytest.raises(SpecError, match="a non-causal conv1d needs an odd kernel to keep the length, got 4"):
+        block_of([{"conv1d": {"kernel": 4, "causal": False}}])
+    with pytest.raises(SpecError, match=r"scale needs a number, e.g. \{scale: 0.5\}, got 'x'"):
+        block_of([{"scale": "x"}])
+
+
+def test_a_row_scan_takes_the_class_token_in_the_sequence():
+    spec = iso_spec([{"mixer": {"type": "selective_ssm", "d_state": 4}, "name": "ssm"}], class_token="middle")
+    model = build_model(spec).eval()
+    ssm = first_block(model).ssm
+    x = torch.randn(1, 17, 8)  # 16 grid tokens + the class token
+    assert ssm(x, (4, 4)).shape == (1, 17, 8)
+    # the same as scanning the sequence as a 1 x 17 grid
+    torch.testing.assert_close(ssm(x, (4, 4)), ssm(x, (1, 17)))

@@ -48,6 +48,11 @@ def _load(ours, mapping):
     ours.load_state_dict({**state, **mapping})
 
 
+def _weights_and_biases(r, modules):
+    """``{our module: timm module}`` -> ``{our key: timm tensor}`` for ``.weight`` and ``.bias``."""
+    return {f"{o}.{p}": r[f"{t}.{p}"] for o, t in modules.items() for p in ("weight", "bias")}
+
+
 def _same_logits(ours, ref, size):
     torch.manual_seed(0)
     img = torch.randn(2, 3, size, size)
@@ -61,22 +66,18 @@ def test_convnext_matches_timm():
     ours = build_model(str(ZOO / "convnext_t.yaml"), ["stages.embed_dim=8", "stages.depths=[1,2,1,1]",
                                                        "num_classes=5", "image_size=64"])
     r = ref.state_dict()
-    m = {"stem.proj.weight": r["stem.0.weight"], "stem.proj.bias": r["stem.0.bias"],
-         "stem.norm.weight": r["stem.1.weight"], "stem.norm.bias": r["stem.1.bias"],
-         "head.norm.weight": r["head.norm.weight"], "head.norm.bias": r["head.norm.bias"],
-         "head.fc.weight": r["head.fc.weight"], "head.fc.bias": r["head.fc.bias"]}
+    mods = {"stem.proj": "stem.0", "stem.norm": "stem.1", "head.norm": "head.norm", "head.fc": "head.fc"}
+    for s in range(3):  # our downsampler ends stage s, timm's starts stage s + 1
+        mods.update({f"stages.{s}.downsample.norm": f"stages.{s + 1}.downsample.0",
+                     f"stages.{s}.downsample.conv": f"stages.{s + 1}.downsample.1"})
+    gammas = {}
     for s, depth in enumerate(depths):
         for b in range(depth):
-            t, o = f"stages.{s}.blocks.{b}.", f"stages.{s}.blocks.{b}."
-            for k in ("conv_dw.weight", "conv_dw.bias", "norm.weight", "norm.bias", "mlp.fc1.weight",
-                      "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"):
-                m[o + k] = r[t + k]
-            m[o + "ls.gamma"] = torch.randn_like(r[t + "gamma"])  # not 1e-6, so the scale is seen
-            r[t + "gamma"].copy_(m[o + "ls.gamma"])
-    for s in range(3):  # our downsampler ends stage s, timm's starts stage s + 1
-        for k in ("weight", "bias"):
-            m[f"stages.{s}.downsample.norm.{k}"] = r[f"stages.{s + 1}.downsample.0.{k}"]
-            m[f"stages.{s}.downsample.conv.{k}"] = r[f"stages.{s + 1}.downsample.1.{k}"]
+            pre = f"stages.{s}.blocks.{b}."
+            mods.update({pre + k: pre + k for k in ("conv_dw", "norm", "mlp.fc1", "mlp.fc2")})
+            gammas[pre + "ls.gamma"] = torch.randn_like(r[pre + "gamma"])  # not 1e-6, so the scale is seen
+            r[pre + "gamma"].copy_(gammas[pre + "ls.gamma"])
+    m = {**_weights_and_biases(r, mods), **gammas}
     ref.load_state_dict(r)
     _load(ours, m)
     _same_logits(ours, ref, 64)
@@ -88,14 +89,11 @@ def test_vit_matches_timm_with_the_class_token():
     ours = build_model(str(ZOO / "vit_s16.yaml"), ["image_size=32", "patch_size=8", "dim=32", "depth=2",
                                                     "heads=2", "num_classes=5"])
     r = ref.state_dict()
-    m = {"cls_token.token": r["cls_token"], "pos_embed.0.pos": r["pos_embed"],
-         "stem.proj.weight": r["patch_embed.proj.weight"], "stem.proj.bias": r["patch_embed.proj.bias"],
-         "head.norm.weight": r["norm.weight"], "head.norm.bias": r["norm.bias"],
-         "head.fc.weight": r["head.weight"], "head.fc.bias": r["head.bias"]}
+    mods = {"stem.proj": "patch_embed.proj", "head.norm": "norm", "head.fc": "head"}
     for b in range(2):
-        for k in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
-            for p in ("weight", "bias"):
-                m[f"stages.0.blocks.{b}.{k}.{p}"] = r[f"blocks.{b}.{k}.{p}"]
+        mods.update({f"stages.0.blocks.{b}.{k}": f"blocks.{b}.{k}"
+                     for k in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")})
+    m = {"cls_token.token": r["cls_token"], "pos_embed.0.pos": r["pos_embed"], **_weights_and_biases(r, mods)}
     _load(ours, m)
     _same_logits(ours, ref, 32)
 
@@ -105,24 +103,17 @@ def test_mambaout_matches_timm():
     ours = build_model(str(ZOO / "mambaout_t.yaml"), ["stages.dims=[24,48]", "stages.depths=[1,2]",
                                                        "num_classes=5", "image_size=64"])
     r = ref.state_dict()
+    mods = {"stem.conv1.conv": "stem.conv1", "stem.conv1.norm": "stem.norm1", "stem.conv2.conv": "stem.conv2",
+            "stem.conv2.norm": "stem.norm2", "stages.0.downsample.conv": "stages.1.downsample.conv",
+            "stages.0.downsample.norm": "stages.1.downsample.norm", "head.norm": "head.norm",
+            "head.fc1": "head.pre_logits.fc", "head.norm2": "head.pre_logits.norm", "head.fc": "head.fc"}
     m = {}
-    for i in (1, 2):
-        for p in ("weight", "bias"):
-            m[f"stem.conv{i}.conv.{p}"] = r[f"stem.conv{i}.{p}"]
-            m[f"stem.conv{i}.norm.{p}"] = r[f"stem.norm{i}.{p}"]
-    for p in ("weight", "bias"):
-        m[f"stages.0.downsample.conv.{p}"] = r[f"stages.1.downsample.conv.{p}"]
-        m[f"stages.0.downsample.norm.{p}"] = r[f"stages.1.downsample.norm.{p}"]
-        for ours_k, timm_k in (("norm", "norm"), ("fc1", "pre_logits.fc"), ("norm2", "pre_logits.norm"), ("fc", "fc")):
-            m[f"head.{ours_k}.{p}"] = r[f"head.{timm_k}.{p}"]
     for s, depth in enumerate((1, 2)):
         for b in range(depth):
             pre = f"stages.{s}.blocks.{b}."
-            g, v = r[pre + "fc1.weight"].chunk(2), r[pre + "fc1.bias"].chunk(2)  # [g; (i, c)]
-            m.update({pre + "fc1_g.weight": g[0], pre + "fc1_v.weight": g[1], pre + "fc1_g.bias": v[0],
-                      pre + "fc1_v.bias": v[1]})
-            for k in ("norm", "conv", "fc2"):
-                for p in ("weight", "bias"):
-                    m[f"{pre}{k}.{p}"] = r[f"{pre}{k}.{p}"]
+            mods.update({pre + k: pre + k for k in ("norm", "conv", "fc2")})
+            for p in ("weight", "bias"):  # timm's fc1 = [fc1_g; fc1_v] (g first, then i and c)
+                m[f"{pre}fc1_g.{p}"], m[f"{pre}fc1_v.{p}"] = r[f"{pre}fc1.{p}"].chunk(2)
+    m.update(_weights_and_biases(r, mods))
     _load(ours, m)
     _same_logits(ours, ref, 64)

@@ -133,10 +133,14 @@ def spec_json_schema() -> dict:
         if field in override:
             override[field] = {k: override[field][k] for k in ("title", "description") if k in override[field]}
             override[field].update(ref_schema(field))
-    iso = {"properties": {"layout": {"const": "isotropic"}}, "required": ["layout"]}
-    schema["if"] = iso
-    schema["then"] = {"properties": {f: False for f in _HIER_ONLY}}
-    schema["else"] = {"properties": {f: False for f in _ISO_ONLY}}
+    # the other layout's fields: by the written layout, or hierarchical (the default) when neither
+    # `layout` nor `extends` (which may bring one) is written
+    no_hier = {"properties": {f: False for f in _HIER_ONLY}}
+    no_iso = {"properties": {f: False for f in _ISO_ONLY}}
+    schema["allOf"] = [
+        {"if": {"properties": {"layout": {"const": "isotropic"}}, "required": ["layout"]}, "then": no_hier},
+        {"if": {"properties": {"layout": {"const": "hierarchical"}}, "required": ["layout"]}, "then": no_iso},
+        {"if": {"not": {"anyOf": [{"required": ["layout"]}, {"required": ["extends"]}]}}, "then": no_iso}]
     return schema
 
 

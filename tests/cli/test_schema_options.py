@@ -60,6 +60,9 @@ def test_check_jsonschema_accepts_every_shipped_spec_and_rejects_mistakes(schema
     rc, out = _check(schema_file, tmp_path, "layout: isotropic\nblock: transformer\ndim: 8\ndepth: 1\n"
                                             "downsample: patch_merging\n")
     assert rc == 1 and "does not allow 'patch_merging'" in out
+    rc, out = _check(schema_file, tmp_path, BASE + "dim: 8\n")  # hierarchical by default
+    assert rc == 1 and "does not allow 8" in out
+    assert _check(schema_file, tmp_path, "extends: iso.yaml\ndim: 16\n")[0] == 0  # the base may be isotropic
     # options without `type` patch the component a base spec names (extends): allowed
     assert _check(schema_file, tmp_path, "extends: base.yaml\nmixer: {input_gate: true}\n")[0] == 0
 

@@ -130,7 +130,7 @@ def test_class_token_position_slot_and_token_pool(position, index):
     logits = model(img)
     x = seen["x"]  # the class token plus its table slot at `index`
     torch.testing.assert_close(x[:, index], (model.cls_token.token + model.pos_embed[0].pos[:, index])[0].expand(2, -1))
-    feats, _ = model.forward_features(img)
+    feats, _ = model.forward_tokens(img)
     head = model.head
     torch.testing.assert_close(logits, head.fc(head.norm(feats)[:, 0]))
     assert model(torch.randn(1, 3, 24, 24)).shape == (1, 3)  # other grids: the slot is not interpolated
@@ -140,7 +140,7 @@ def test_global_pool_avg_skips_the_class_token_and_token_needs_one():
     spec = iso_spec(["identity"], class_token=True, head={"type": "pool_linear"})
     model = build_model(spec).eval()
     img = torch.randn(1, 3, 16, 16)
-    feats, _ = model.forward_features(img)
+    feats, _ = model.forward_tokens(img)
     torch.testing.assert_close(model(img), model.head.fc(feats[:, 1:].mean(1)))
     with pytest.raises(SpecError, match="global_pool: token needs a class token"):
         build_model(iso_spec(["identity"], head={"type": "pool_linear", "global_pool": "token"}))

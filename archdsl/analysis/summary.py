@@ -106,13 +106,15 @@ def summarize(model: nn.Module, image_size: SizeT | None = None) -> Dict[str, An
             model.check_input(x)
         (t, hw), f = _flops(model.stem, x)
         row("stem", model.stem, t.shape, f)
-        if len(getattr(model, "pos_embed", ())):
+        cls_token = getattr(model, "cls_token", None)
+        if len(getattr(model, "pos_embed", ())) or cls_token is not None:
             def _pe(t, hw):
+                t = model.add_class_token(t)
                 for pe in model.pos_embed:
                     t = pe(t, hw)
                 return t
             t, f = _flops(_pe, t, hw)
-            row("pos_embed", model.pos_embed, t.shape, f)
+            row("pos_embed", [model.pos_embed] + ([cls_token] if cls_token is not None else []), t.shape, f)
         for i, stage in enumerate(model.stages):
             def _blocks(t, hw, stage=stage):
                 for blk in stage.blocks:
@@ -124,6 +126,8 @@ def summarize(model: nn.Module, image_size: SizeT | None = None) -> Dict[str, An
                 (t, hw), f = _flops(stage.downsample, t, hw)
                 row(f"downsample{i}", stage.downsample, t.shape, f)
         if getattr(model, "head", None) is not None:
+            if cls_token is not None:
+                t = model.class_token_first(t)
             y, f = _flops(model.head, t, hw)
             row("head", model.head, y.shape, f)
             out_shape: list = list(y.shape)

@@ -1,7 +1,9 @@
 """``archdsl schema [--out FILE] [--template]``: print the JSON Schema of the spec language.
 
 Editors use it through yaml-language-server: put
-``# yaml-language-server: $schema=archdsl-spec.schema.json`` on the first line of a spec.
+``# yaml-language-server: $schema=archdsl-spec.schema.json`` on the first line of a spec. The schema
+names every registered mixer / stem / downsample / head / posenc (an enum per kind), checks each
+``{type: NAME, ...}`` against NAME's constructor options, and forbids the other layout's fields.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from archdsl.language.schema import json_schema, template_json_schema
+    from archdsl.compiler.component_schema import spec_json_schema  # registers the built-ins
+    from archdsl.language.schema import template_json_schema
 
-    schema = template_json_schema() if args.template else json_schema()
+    schema = template_json_schema() if args.template else spec_json_schema()
     text = json.dumps(schema, indent=2) + "\n"
     if args.out:
         from archdsl.cli import UserError

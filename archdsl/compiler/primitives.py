@@ -9,16 +9,24 @@ the compiler's :class:`archdsl.compiler.context.BuildContext`: ``ctx.dim_in``, `
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict, Tuple
 
 from torch import nn
 
-from archdsl.errors import did_you_mean
+from archdsl import registry
+from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.schema import ref_parts
 from archdsl.layers.gates import Gate
+from archdsl.layers.padding import conv_padding
 from archdsl.layers.primitives import (
     NORMS,
     Activation,
+    ChannelSlice,
+    Flip,
+    LayerScale,
+    Scale,
+    SequenceConv1d,
     Dropout,
     DropPath,
     Mlp,
@@ -72,9 +80,20 @@ def linear(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
     return TokenLinear(ctx.dim_in, out, bias=_bool(opts["bias"], "linear bias", ctx, at("bias"))), out
 
 
+def _padding(k: int, stride: int, padding: Any, what: str, ctx: Any, at: Any) -> int:
+    """:func:`archdsl.layers.padding.conv_padding` with a located error (at ``padding`` when it
+    was written, else at the node)."""
+    try:
+        return conv_padding(k, stride, padding, what)
+    except ValueError as e:
+        raise ctx.error(str(e), at("padding") if padding is not None else ()) from None
+
+
 @register("primitive", "conv")
 def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{conv: {out, kernel: 3, stride: 1, groups: 1, bias: true, padding: kernel // 2}}`` on the grid."""
+    """``{conv: {out, kernel: 3, stride: 1, groups: 1, bias: true, padding}}`` on the grid; the
+    default padding keeps ``H / stride`` and reads every pixel (a kernel/stride pair with no such
+    padding is an error unless ``padding`` is written)."""
     at = _at(arg)
     if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
         arg = {"out": arg}
@@ -82,44 +101,115 @@ def conv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
                              "padding": None}, "conv")
     out = ctx.dim_in if opts["out"] is None else _int(opts["out"], "conv out", ctx, at("out"))
     k = _int(opts["kernel"], "conv kernel", ctx, at("kernel"))
-    pad = k // 2 if opts["padding"] is None else opts["padding"]
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ctx.error(f"conv padding must be an integer >= 0, got {pad!r}", at("padding"))
     groups = _int(opts["groups"], "conv groups", ctx, at("groups"))
     if ctx.dim_in % groups or out % groups:
         raise ctx.error(f"conv groups {groups} must divide both widths {ctx.dim_in} -> {out}")
     stride = _int(opts["stride"], "conv stride", ctx, at("stride"))
+    pad = _padding(k, stride, opts["padding"], "conv", ctx, at)
     return TokenConv2d(ctx.dim_in, out, k, stride=stride, padding=pad, groups=groups,
                        bias=_bool(opts["bias"], "conv bias", ctx, at("bias"))), out
 
 
 @register("primitive", "dwconv")
 def dwconv(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``{dwconv: {kernel: 3, bias: true, stride: 1}}`` (or ``{dwconv: 5}``): depthwise conv, width kept."""
+    """``{dwconv: {kernel: 3, bias: true, stride: 1, padding}}`` (or ``{dwconv: 5}``): depthwise
+    conv, width kept; padding as ``conv``."""
     at = _at(arg)
     if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
         arg = {} if arg is None else {"kernel": arg}
-    opts = ctx.options(arg, {"kernel": 3, "bias": True, "stride": 1}, "dwconv")
+    opts = ctx.options(arg, {"kernel": 3, "bias": True, "stride": 1, "padding": None}, "dwconv")
     k = _int(opts["kernel"], "dwconv kernel", ctx, at("kernel"))
     d = ctx.dim_in
     stride = _int(opts["stride"], "dwconv stride", ctx, at("stride"))
-    return TokenConv2d(d, d, k, stride=stride, padding=k // 2, groups=d,
+    pad = _padding(k, stride, opts["padding"], "dwconv", ctx, at)
+    return TokenConv2d(d, d, k, stride=stride, padding=pad, groups=d,
                        bias=_bool(opts["bias"], "dwconv bias", ctx, at("bias"))), d
 
 
 @register("primitive", "norm")
 def norm(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
-    """``norm`` (layernorm), ``{norm: layernorm|batchnorm|rmsnorm}`` or ``{norm: {type, eps}}``."""
+    """``norm`` (layernorm), ``{norm: layernorm|batchnorm|rmsnorm|groupnorm}`` or
+    ``{norm: {type, eps, groups}}`` (``groups``: groupnorm only, default 1). Every norm acts on the
+    channels of each token, so ``layernorm`` is also the channels-first LayerNorm2d of conv nets."""
     at = _at(arg)
     if arg is None or isinstance(arg, str):
-        opts = {"type": arg or "layernorm", "eps": None}
+        opts = {"type": arg or "layernorm", "eps": None, "groups": None}
     else:
-        opts = ctx.options(arg, {"type": "layernorm", "eps": None}, "norm")
+        opts = ctx.options(arg, {"type": "layernorm", "eps": None, "groups": None}, "norm")
     if not isinstance(opts["type"], str) or opts["type"] not in NORMS:
         raise ctx.error(f"unknown norm '{opts['type']}'{did_you_mean(str(opts['type']), NORMS)}; "
                         f"expected one of {', '.join(NORMS)}", at("type"))
     eps = None if opts["eps"] is None else _num(opts["eps"], "norm eps", ctx, at("eps"), lo_open=True)
-    return make_norm(opts["type"], ctx.dim_in, eps), ctx.dim_in
+    groups = 1
+    if opts["groups"] is not None:
+        if opts["type"] != "groupnorm":
+            raise ctx.error(f"norm groups is an option of groupnorm, not of {opts['type']}", at("groups"))
+        groups = _int(opts["groups"], "norm groups", ctx, at("groups"))
+        if ctx.dim_in % groups:
+            raise ctx.error(f"groupnorm groups {groups} must divide the width {ctx.dim_in}", at("groups"))
+    return make_norm(opts["type"], ctx.dim_in, eps, groups), ctx.dim_in
+
+
+@register("primitive", "layer_scale")
+def layer_scale(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``layer_scale`` (init 1e-6), ``{layer_scale: 1e-5}`` or ``{layer_scale: {init: 1e-5}}``: a
+    learned per-channel scale ``x * gamma`` (CaiT / ConvNeXt; parameter ``gamma: [C]``)."""
+    at = _at(arg)
+    if arg is None or isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        arg = {} if arg is None else {"init": arg}
+    opts = ctx.options(arg, {"init": 1e-6}, "layer_scale")
+    init = _num(opts["init"], "layer_scale init", ctx, at("init"), lo_open=True)
+    return LayerScale(ctx.dim_in, init), ctx.dim_in
+
+
+@register("primitive", "conv1d")
+def conv1d(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{conv1d: 4}`` or ``{conv1d: {kernel: 4, causal: true, bias: true}}``: depthwise conv along the
+    token sequence (Mamba / Vim's causal ``conv1d``), width and length kept."""
+    at = _at(arg)
+    if arg is None or isinstance(arg, int) and not isinstance(arg, bool):
+        arg = {} if arg is None else {"kernel": arg}
+    opts = ctx.options(arg, {"kernel": 4, "causal": True, "bias": True}, "conv1d")
+    k = _int(opts["kernel"], "conv1d kernel", ctx, at("kernel"))
+    causal = _bool(opts["causal"], "conv1d causal", ctx, at("causal"))
+    if not causal and k % 2 == 0:
+        raise ctx.error(f"a non-causal conv1d needs an odd kernel to keep the length, got {k}", at("kernel"))
+    return SequenceConv1d(ctx.dim_in, k, causal, _bool(opts["bias"], "conv1d bias", ctx, at("bias"))), ctx.dim_in
+
+
+@register("primitive", "flip")
+def flip(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``flip``: the token sequence reversed (a backward scan is ``[flip, ..., flip]``)."""
+    if arg is not None:
+        raise ctx.error(f"'flip' takes no options (write it as a bare string), got {arg!r}")
+    return Flip(), ctx.dim_in
+
+
+@register("primitive", "scale")
+def scale(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{scale: 0.5}``: multiply by a constant (no parameter)."""
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise ctx.error(f"scale needs a number, e.g. {{scale: 0.5}}, got {arg!r}")
+    return Scale(arg), ctx.dim_in
+
+
+@register("primitive", "slice")
+def channel_slice(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``{slice: [start, stop]}`` or ``{slice: {start: 0, stop: C}}``: channels ``start:stop`` of the
+    input (width ``stop - start``); with a ``concat`` branch it runs a module on part of the
+    channels (MambaOut's partial depthwise conv)."""
+    if isinstance(arg, list) and len(arg) == 2:
+        arg = {"start": arg[0], "stop": arg[1]}
+    opts = ctx.options(arg, {"start": 0, "stop": ctx.dim_in}, "slice")
+    at = _at(arg)
+    start, stop = opts["start"], opts["stop"]
+    for key, v in (("start", start), ("stop", stop)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ctx.error(f"slice {key} must be an integer, got {v!r}", at(key))
+    if not 0 <= start < stop <= ctx.dim_in:
+        raise ctx.error(f"slice needs 0 <= start < stop <= {ctx.dim_in} (the input width), got "
+                        f"[{start}, {stop}]")
+    return ChannelSlice(start, stop), stop - start
 
 
 def _activation(name: str):
@@ -194,9 +284,24 @@ def mixer(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
         raise ctx.error("this block has a {mixer: ...} node but the spec gives no 'mixer' (add e.g. "
                         "mixer: {type: linear_attention})")
     name, opts = _split_ref(arg, "mixer", ctx)
-    heads = opts.pop("heads", ctx.variables.get("heads", 1))
+    heads = opts.pop("heads", ctx.variables.get("heads"))
     at = ("type",) if isinstance(arg, dict) else ()
+    if heads is None:  # the spec gives no heads: fine for a mixer whose `heads` has a default
+        heads = _default_heads(name, ctx, at)
     return ctx.construct("mixer", name, (ctx.dim_in, heads), opts, name_at=at), ctx.dim_in
+
+
+def _default_heads(name: str, ctx: Any, at: tuple) -> Any:
+    """The default of mixer ``name``'s ``heads`` parameter; a located error when it has none."""
+    try:
+        target = registry.get("mixer", name)
+    except SpecError as e:
+        raise ctx.error(e.message, at) from None
+    param = inspect.signature(target).parameters.get("heads")
+    if param is None or param.default is inspect.Parameter.empty:
+        raise ctx.error(f"mixer '{name}' needs heads: give stages.heads (hierarchical), heads (isotropic) "
+                        f"or heads in the mixer's options")
+    return param.default
 
 
 @register("primitive", "posenc")

@@ -170,7 +170,7 @@ class StagePlan:
     index: int
     dim: int
     depth: int
-    heads: int
+    heads: Optional[int]              # None: the spec gives none (fine unless a component needs them)
     block: Any
     block_path: PathT
     mixer: Any
@@ -211,7 +211,13 @@ class ModelSpec(_Strict):
     patch_size: Optional[PosInt] = Field(None, title="Patch size (isotropic)")
     dim: Optional[PosInt] = Field(None, title="Width (isotropic)")
     depth: Optional[PosInt] = Field(None, title="Number of blocks (isotropic)")
-    heads: Optional[PosInt] = Field(None, title="Heads (isotropic)")
+    heads: Optional[PosInt] = Field(None, title="Heads (isotropic)",
+                                    description="needed only when a component uses $heads (attention)")
+    class_token: Optional[Union[bool, Literal["first", "middle"]]] = Field(
+        None, title="Class token (isotropic)",
+        description="a learned class token inserted after the stem: true / first (ViT, index 0) or middle "
+                    "(Vim, index N // 2); APE gets a slot for it; the model moves it first before the head "
+                    "(global_pool: token takes it, avg skips it)")
     features: Optional[FeaturesSpec] = Field(
         None, title="Feature outputs",
         description="build a backbone returning multi-scale NCHW maps instead of logits (no head)")
@@ -252,7 +258,7 @@ class ModelSpec(_Strict):
         """One :class:`StagePlan` per stage (effective block / mixer refs after ``stages.override``,
         and the key paths where each value was written, for errors). The isotropic layout is one stage."""
         if self.layout == "isotropic":
-            return [StagePlan(index=0, dim=self.dim, depth=self.depth, heads=int(self.heads or 1),
+            return [StagePlan(index=0, dim=self.dim, depth=self.depth, heads=self.heads,
                               block=self.block, block_path=("block",), mixer=self.mixer, mixer_path=("mixer",),
                               dim_path=("dim",), heads_path=("heads",))]
         st = self.stages
@@ -270,7 +276,7 @@ class ModelSpec(_Strict):
                 block, bpath = merge_ref(self.block, ov.block), ("stages", "override", i, "block")
             if ov is not None and ov.mixer is not None:
                 mixer, mpath = merge_ref(self.mixer, ov.mixer), ("stages", "override", i, "mixer")
-            out.append(StagePlan(index=i, dim=d, depth=n, heads=int(h or 1), block=block, block_path=bpath,
+            out.append(StagePlan(index=i, dim=d, depth=n, heads=h, block=block, block_path=bpath,
                                  mixer=mixer, mixer_path=mpath,
                                  dim_path=("stages", "embed_dim") if dims_from_embed else ("stages", "dims", i),
                                  heads_path=("stages", "heads", i) if heads_per_stage else ("stages", "heads")))
@@ -412,7 +418,7 @@ def validation_error_to_spec_error(exc: ValidationError, data: Any, locate: Call
 
 
 # ---------------------------------------------------------------- cross-field rules
-_ISO_ONLY = ("patch_size", "dim", "depth", "heads")
+_ISO_ONLY = ("patch_size", "dim", "depth", "heads", "class_token")
 _HIER_ONLY = ("stages", "downsample")
 
 
@@ -467,7 +473,7 @@ def check_semantics(spec: ModelSpec) -> None:
         for f in _HIER_ONLY:
             if f in raw and raw[f] is not None:
                 raise spec.error((f,), f"'{f}' belongs to the hierarchical layout (this spec has layout: isotropic)")
-        for f in ("dim", "depth", "heads"):
+        for f in ("dim", "depth"):
             if getattr(spec, f) is None:
                 raise spec.error(("layout",) if "layout" in raw else (),
                                  f"missing key '{f}' (required by layout: isotropic)")

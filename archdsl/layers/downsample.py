@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdsl.layers.base import HW, map_to_tokens, tokens_to_map
-from archdsl.layers.primitives import make_norm
+from archdsl.layers.base import HW
+from archdsl.layers.conv_norm import ConvNormAct
 from archdsl.registry import register
 
 
@@ -39,19 +39,16 @@ class PatchMerging(nn.Module):
 
 
 @register("downsample", "conv_downsample")
-class ConvDownsample(nn.Module):
-    """``Conv2d(dim_in, dim_out, 3, stride 2, padding 1)`` then a norm on tokens (layernorm |
-    batchnorm | rmsnorm | none)."""
+class ConvDownsample(ConvNormAct):
+    """``Conv2d(dim_in, dim_out, kernel 3, stride 2, padding 1)`` with a norm on tokens (layernorm |
+    batchnorm | rmsnorm | groupnorm | none) after it, or before it with ``norm_position: before``
+    (ConvNeXt: ``{kernel: 2, norm_position: before, norm_eps: 1e-6}``). The padding defaults to the
+    one that halves the grid reading every pixel (:func:`archdsl.layers.padding.conv_padding`);
+    a kernel that cannot (e.g. 1) needs an explicit ``padding``. Keys ``conv``, ``norm``."""
 
-    reduction_factor = 2
-
-    def __init__(self, dim_in: int, dim_out: int, norm: str | None = "layernorm", kernel: int = 3):
-        super().__init__()
-        self.conv = nn.Conv2d(dim_in, dim_out, kernel, stride=2, padding=kernel // 2)
-        self.norm = make_norm(norm, dim_out) if norm and norm != "none" else None
-
-    def forward(self, x: torch.Tensor, hw: HW) -> Tuple[torch.Tensor, HW]:
-        x, hw2 = map_to_tokens(self.conv(tokens_to_map(x, hw)))
-        if self.norm is not None:
-            x = self.norm(x)
-        return x, hw2
+    def __init__(self, dim_in: int, dim_out: int, norm: str | None = "layernorm", kernel: int = 3,
+                 stride: int = 2, padding: int | None = None, norm_position: str = "after",
+                 norm_eps: float | None = None, bias: bool = True):
+        super().__init__(dim_in, dim_out, kernel, stride, padding, bias=bias, norm=norm, norm_eps=norm_eps,
+                         norm_position=norm_position, what="conv_downsample")
+        self.reduction_factor = stride

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, map_to_tokens, tokens_to_map
+from archdsl.layers.tokens import CLASS_TOKEN_POSITIONS, class_token_index
 from archdsl.ops.rope import apply_rope, rope1d_cos_sin, rope2d_cos_sin
 from archdsl.registry import register
 
@@ -62,14 +63,18 @@ class CPE(DepthwiseConv):
 
 @register("posenc", "ape")
 class APE(TokenModule):
-    """Learned absolute PE ``x + pos``, pos: [1, h0*w0, C] for the base grid (h0, w0).
+    """Learned absolute PE ``x + pos``, pos: [1, h0*w0 (+1), C] for the base grid (h0, w0).
 
     ``grid`` (h0, w0) or ``base_size`` (h0 = w0) gives the base grid (default 14x14, the 224²
     stage-1 grid of a patch-16 model; ``grid`` wins if both are given). Other grids use the table
-    bicubic-interpolated (align_corners=False) to (H, W). Init: truncated normal, std 0.02.
+    bicubic-interpolated (align_corners=False) to (H, W). ``class_token`` (first | middle, set by the
+    layout when the spec has one) adds the class token's slot to the table, at the token's index
+    (:func:`archdsl.layers.tokens.class_token_index`); the slot is not interpolated. Init:
+    truncated normal, std 0.02.
     """
 
-    def __init__(self, dim: int, grid: Optional[Sequence[int]] = None, base_size: Optional[int] = None):
+    def __init__(self, dim: int, grid: Optional[Sequence[int]] = None, base_size: Optional[int] = None,
+                 class_token: Optional[str] = None):
         super().__init__()
         _check_dim(dim, "ape")
         if grid is None:
@@ -80,25 +85,38 @@ class APE(TokenModule):
         if (not isinstance(grid, (list, tuple)) or len(grid) != 2
                 or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)):
             raise ValueError(f"ape grid must be two positive integers [h0, w0]; got {grid!r}")
+        if class_token is not None and class_token not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(f"ape class_token must be one of {', '.join(CLASS_TOKEN_POSITIONS)}; got {class_token!r}")
         self.dim = dim
         self.grid: Tuple[int, int] = (int(grid[0]), int(grid[1]))
-        self.pos = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], dim))
+        self.class_token = class_token
+        n = self.grid[0] * self.grid[1] + (1 if class_token else 0)
+        self.pos = nn.Parameter(torch.zeros(1, n, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
 
     def embedding(self, hw: HW) -> torch.Tensor:
-        """The table for grid ``hw``: [1, H*W, C] (the parameter itself at the base grid)."""
+        """The table for grid ``hw``: [1, H*W (+1), C] (the parameter itself at the base grid)."""
         if tuple(hw) == self.grid:
             return self.pos
         h0, w0 = self.grid
-        table = self.pos.reshape(1, h0, w0, self.dim).permute(0, 3, 1, 2)  # [1, C, h0, w0]
+        table, slot = self.pos, None
+        if self.class_token:
+            i = class_token_index(self.class_token, h0 * w0)
+            slot, table = table[:, i:i + 1], torch.cat([table[:, :i], table[:, i + 1:]], dim=1)
+        table = table.reshape(1, h0, w0, self.dim).permute(0, 3, 1, 2)  # [1, C, h0, w0]
         table = F.interpolate(table, size=tuple(hw), mode="bicubic", align_corners=False)
-        return table.flatten(2).transpose(1, 2)  # [1, H*W, C]
+        table = table.flatten(2).transpose(1, 2)  # [1, H*W, C]
+        if slot is None:
+            return table
+        i = class_token_index(self.class_token, table.shape[1])
+        return torch.cat([table[:, :i], slot, table[:, i:]], dim=1)
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
         return x + self.embedding(hw).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, grid={self.grid}, resize=bicubic"
+        cls = f", class_token={self.class_token}" if self.class_token else ""
+        return f"dim={self.dim}, grid={self.grid}{cls}, resize=bicubic"
 
 
 class _RotaryBase(TokenModule):

@@ -56,6 +56,14 @@ class TokenRMSNorm(nn.RMSNorm):
         return super().forward(x)
 
 
+class TokenGroupNorm(nn.GroupNorm):
+    """GroupNorm of ``[B, N, C]`` on the grid: statistics per sample over each group of channels and
+    all tokens (``nn.GroupNorm`` on ``[B, C, H, W]``; ``groups: 1`` is PoolFormer's norm)."""
+
+    def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:  # type: ignore[override]
+        return map_to_tokens(super().forward(tokens_to_map(x, hw)))[0]
+
+
 class TokenBatchNorm(nn.BatchNorm1d):
     """BatchNorm over channels of ``[B, N, C]`` (statistics over batch and tokens)."""
 
@@ -131,11 +139,79 @@ class Mlp(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
-NORMS = ("layernorm", "batchnorm", "rmsnorm")
+class LayerScale(nn.Module):
+    """Per-channel learned scale (CaiT / ConvNeXt layer scale): ``x * gamma``, ``gamma: [C]``
+    initialised to ``init``. x: [B, N, C] -> [B, N, C]."""
+
+    def __init__(self, dim: int, init: float = 1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x * self.gamma
 
 
-def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
-    """A token norm by name (layernorm | batchnorm | rmsnorm)."""
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` of the tokens: ``[B, N, C] -> [B, N, stop - start]`` (to run a module
+    on part of the channels, as MambaOut's partial depthwise conv, inside a ``concat`` branch)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = int(start), int(stop)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x[..., self.start:self.stop]
+
+    def extra_repr(self) -> str:
+        return f"{self.start}:{self.stop}"
+
+
+class SequenceConv1d(nn.Conv1d):
+    """Depthwise 1-D conv along the token sequence (Mamba's ``conv1d``): ``[B, N, C] -> [B, N, C]``.
+    ``causal``: padded by ``kernel - 1`` on the left only, so token n sees tokens n-k+1..n (Mamba);
+    else ``kernel // 2`` on both sides (odd kernels). Keys ``weight [C, 1, k]``, ``bias [C]``."""
+
+    def __init__(self, dim: int, kernel: int = 4, causal: bool = True, bias: bool = True):
+        if not causal and kernel % 2 == 0:
+            raise ValueError(f"a non-causal conv1d needs an odd kernel to keep the length, got {kernel}")
+        super().__init__(dim, dim, kernel, groups=dim, bias=bias, padding=kernel - 1 if causal else kernel // 2)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:  # type: ignore[override]
+        n = x.shape[1]
+        return super().forward(x.transpose(1, 2))[..., :n].transpose(1, 2)
+
+
+class Flip(nn.Module):
+    """The token sequence reversed: ``[B, N, C] -> [B, N, C]`` with ``y[:, n] = x[:, N-1-n]`` (Vim's
+    backward scan: flip, scan, flip back)."""
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x.flip(1)
+
+
+class Scale(nn.Module):
+    """A constant factor: ``x * value`` (no parameter), e.g. Vim's average of its two scans."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor, hw: HW | None = None) -> torch.Tensor:
+        return x * self.value
+
+    def extra_repr(self) -> str:
+        return f"{self.value:g}"
+
+
+NORMS = ("layernorm", "batchnorm", "rmsnorm", "groupnorm")
+
+
+def make_norm(kind: str, dim: int, eps: float | None = None, groups: int = 1) -> nn.Module:
+    """A token norm by name (layernorm | batchnorm | rmsnorm | groupnorm with ``groups``). Every norm
+    acts on the channels of each token, so ``layernorm`` is also timm's channels-first LayerNorm2d."""
+    if kind == "groupnorm":
+        return TokenGroupNorm(groups, dim, eps=1e-5 if eps is None else eps)
     if kind == "layernorm":
         return TokenLayerNorm(dim, eps=1e-5 if eps is None else eps)
     if kind == "batchnorm":

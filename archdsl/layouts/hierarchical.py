@@ -40,9 +40,10 @@ def stem_reduction(stem: Any, in_chans: int = 3) -> int | None:
     return 64 // h if h and w and 64 % h == 0 and h == w else None
 
 
-def build_posenc(spec: Any, c: Any, dim: int, grid: int | None) -> list:
+def build_posenc(spec: Any, c: Any, dim: int, grid: int | None, class_token: str | None = None) -> list:
     """The spec's ``posenc`` (one ref or a list) built with ``cls(dim, **options)``; ``grid`` (the
-    stem's output grid at the spec's image size) is supplied to encodings that accept it (APE)."""
+    stem's output grid at the spec's image size) and ``class_token`` (its position, or None) are
+    supplied to encodings that accept them (APE)."""
     refs = spec.posenc
     if refs is None:
         return []
@@ -50,12 +51,17 @@ def build_posenc(spec: Any, c: Any, dim: int, grid: int | None) -> list:
     out = []
     for i, ref in enumerate(items):
         path = ("posenc", i) if isinstance(refs, list) else ("posenc",)
-        defaults = {"grid": [grid, grid]} if grid else None
+        defaults = {"grid": [grid, grid]} if grid else {}
+        if class_token:
+            defaults["class_token"] = class_token
         out.append(c.component("posenc", ref, path, (dim,), defaults=defaults))
     return out
 
 
-def check_heads(spec: Any, dim: int, heads: int, path: tuple) -> None:
+def check_heads(spec: Any, dim: int, heads: int | None, path: tuple) -> None:
+    """``dim`` divisible by ``heads`` (None: the spec gives no heads; a mixer that needs them says so)."""
+    if heads is None:
+        return
     if heads < 1 or dim % heads:
         raise spec.error(path, f"dim {dim} is not divisible by heads {heads}")
 
@@ -68,9 +74,10 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
     r0 = stem_reduction(stem, spec.in_chans)
     side = math.ceil(c.image_size / r0) if r0 else None   # token grid side at the spec's image_size
     pos = build_posenc(spec, c, dims[0], side)
-    stages, k = [], 0
+    stages, k, reduction, reductions = [], 0, r0, []   # reductions: per stage output (feature_info)
     for i, p in enumerate(plan):
         dim = dims[i]
+        reductions.append(reduction)
         check_heads(spec, dim, p.heads, p.heads_path)
         blocks = []
         for j in range(p.depth):
@@ -80,11 +87,12 @@ def build_hierarchical(spec: Any, c: Any) -> ArchModel:
         if i < len(plan) - 1:
             ds = c.component("downsample", spec.downsample or DEFAULT_DOWNSAMPLE, ("downsample",),
                              (dim, dims[i + 1]))
+            factor = int(getattr(ds, "reduction_factor", 2))
+            side = math.ceil(side / factor) if side else None
+            reduction = reduction * factor if reduction else None
         stages.append(Stage(blocks, ds))
-        side = math.ceil(side / 2) if side else None
     head = c.component("head", spec.head or DEFAULT_HEAD, ("head",), (dims[-1], spec.num_classes),
                        defaults={"drop": spec.drop_rate})
-    reductions = [r0 * 2 ** i if r0 else None for i in range(len(plan))]  # per stage (feature_info)
     return ArchModel(stem=stem, stages=stages, head=head, pos_embed=pos, spec=spec, layout="hierarchical",
                      dims=dims, in_chans=spec.in_chans, image_size=c.image_size, reduction=reductions[-1],
                      feature_reductions=reductions)

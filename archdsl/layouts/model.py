@@ -51,6 +51,7 @@ class ArchModel(nn.Module):
 
     Attributes: ``stem``, ``pos_embed`` (ModuleList, may be empty), ``stages[i].blocks[j]``,
     ``stages[i].downsample`` (None in the last stage), ``head`` (None in features_only mode),
+    ``cls_token`` (a :class:`archdsl.layers.tokens.ClassToken` or None),
     ``norm{i}`` (per-output LayerNorms when the features have ``norm``, named like the official MLLA
     detection backbone); ``spec``, ``layout``, ``dims`` (width per stage), ``reduction`` (total
     stride, when known), ``default_input_size``, ``num_features``, ``num_classes``,
@@ -66,9 +67,10 @@ class ArchModel(nn.Module):
     def __init__(self, *, stem: nn.Module, stages: List[Stage], head: nn.Module, pos_embed: Sequence[nn.Module] = (),
                  spec: Any = None, layout: str = "hierarchical", dims: Sequence[int] = (), in_chans: int = 3,
                  image_size: int = 224, reduction: Optional[int] = None,
-                 feature_reductions: Optional[Sequence[Optional[int]]] = None):
+                 feature_reductions: Optional[Sequence[Optional[int]]] = None, cls_token: Optional[nn.Module] = None):
         super().__init__()
         self.stem = stem
+        self.cls_token = cls_token
         self.pos_embed = nn.ModuleList(pos_embed)
         self.stages = nn.ModuleList(stages)
         self.head: Optional[nn.Module] = head
@@ -167,14 +169,15 @@ class ArchModel(nn.Module):
                 x = blk(x, hw)
             if i in taken:
                 f = self._feature_norm(i, i == n_levels - 1) if norm else None
-                feats.append(_to_format(f(x) if f is not None else x, hw, output_fmt))
+                g = self.grid_tokens(x)
+                feats.append(_to_format(f(g) if f is not None else g, hw, output_fmt))
             if i == last and (stop_early or intermediates_only):
                 break
             if transition is not None:
                 x, hw = transition(x, hw)
         if intermediates_only:
             return feats
-        return _to_format(x, hw, "NCHW"), feats
+        return _to_format(self.grid_tokens(x), hw, "NCHW"), feats
 
     def prune_intermediate_layers(self, indices: Indices = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:
@@ -210,10 +213,20 @@ class ArchModel(nn.Module):
             raise ValueError(f"input {H}x{W} is too small for this model: the layout reduces the image "
                              f"by {r} in total, so H and W must be >= {r}")
 
+    def add_class_token(self, x: torch.Tensor) -> torch.Tensor:
+        """After the stem: ``[B, N, C] -> [B, N + 1, C]`` with the class token (identity without one)."""
+        return x if self.cls_token is None else self.cls_token(x)
+
+    def class_token_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Before the head: the class token moved to index 0 (identity without one)."""
+        return x if self.cls_token is None else self.cls_token.to_front(x)
+
     def embed(self, img: torch.Tensor) -> Tuple[torch.Tensor, HW]:
-        """Stem and positional encodings: ``img [B, C, H, W] -> (tokens [B, N, dim0], (H', W'))``."""
+        """Stem, class token (if any) and positional encodings: ``img [B, C, H, W] -> (tokens
+        [B, N (+1), dim0], (H', W'))``."""
         self.check_input(img)
         x, hw = self.stem(img)
+        x = self.add_class_token(x)
         for pe in self.pos_embed:
             x = pe(x, hw)
         return x, tuple(hw)
@@ -223,21 +236,29 @@ class ArchModel(nn.Module):
         x, hw = self.embed(img)
         for stage in self.stages:
             x, hw = stage(x, hw)
-        return x, hw
+        return self.class_token_first(x), hw
 
     def forward_features(self, img: torch.Tensor) -> torch.Tensor:
-        """``img [B, C, H, W] -> [B, C_last, H', W']`` (the last stage, before the head)."""
+        """``img [B, C, H, W] -> [B, C_last, H', W']`` (the last stage, before the head); with a class
+        token the tokens ``[B, 1 + H'*W', C]`` (class token first), as timm's ViT."""
         x, hw = self.forward_tokens(img)
-        return tokens_to_map(x, hw)
+        return x if self.cls_token is not None else tokens_to_map(x, hw)
+
+    def grid_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The grid tokens only (the class token, if any, dropped): ``[B, H*W, C]``."""
+        return x if self.cls_token is None else self.class_token_first(x)[:, 1:]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``forward_features`` output ``[B, C, H, W]`` -> logits ``[B, K]`` (or the pooled
         ``[B, C]`` features before the classifier with ``pre_logits``)."""
         if self.head is None:
             raise ValueError("this model has no head (features_only or pruned)")
-        if x.dim() != 4:
+        if x.dim() == 3 and self.cls_token is not None:  # forward_features' tokens, class token first
+            t, hw = x, None
+        elif x.dim() != 4:
             raise ValueError(f"forward_head expects forward_features' map [B, C, H, W], got {list(x.shape)}")
-        t, hw = map_to_tokens(x)
+        else:
+            t, hw = map_to_tokens(x)
         if not pre_logits:
             return self.head(t, hw)
         if "pre_logits" not in inspect.signature(self.head.forward).parameters:

@@ -4,7 +4,7 @@ Parameters and MACs are counted on the meta device (shapes only, no weights, no 
 import pytest
 
 from archdsl import build_model, load_spec
-from archdsl.cli.report import PAPER, count_macs_with_scan
+from archdsl.analysis.scan_macs import count_macs_with_scan
 
 MLLA = [("specs/mlla_t.yaml", 24_392_200, 4.131), ("specs/mlla_s.yaml", 43_015_048, 7.249),
         ("specs/mlla_b.yaml", 95_983_960, 16.114)]
@@ -45,7 +45,7 @@ def test_mlla_state_dict_keys_read_like_official():
 @pytest.mark.parametrize("name", ABLATION)
 def test_ablation_rows_within_tolerance(name):
     spec = load_spec(f"specs/ablation/{name}.yaml")
-    ref = PAPER[spec.name]
+    ref = spec.meta["paper"]
     model = build_model(spec, device="meta")
     macs, scan = count_macs_with_scan(model, 224)
     assert scan == 0
@@ -56,7 +56,7 @@ def test_ablation_rows_within_tolerance(name):
 def test_forget_gate_params_and_scan_macs_formula():
     spec = load_spec("specs/ablation/forget_gate.yaml")
     model = build_model(spec, device="meta")
-    assert abs(_params(model) / 1e6 - PAPER["la_forget_gate"]["params_m"]) <= 1.0
+    assert abs(_params(model) / 1e6 - spec.meta["paper"]["params_m"]) <= 1.0
     # the scan term on a real (small) input: 9 * L * C * key_dim per block, key_dim = 32 (head width)
     small = build_model("specs/ablation/forget_gate.yaml", ["stages.embed_dim=8", "stages.heads=[1,1,1,1]",
                                                              "stages.depths=[1,1,1,1]"]).eval()

@@ -10,8 +10,9 @@ x: [B, N, C] (C = Mamba's d_inner; the block template does in_proj, conv and the
 (row and reversed row) or "cross4" (VMamba's four directions). For K > 1 directions each direction
 has its own x_proj/dt_proj (``x_proj.k``, ``dt_proj.k``) and its slice of A_log [K·C, d_state]
 and D [K·C], as VMamba does; the K outputs are mapped back to row-major and summed
-(VMamba's CrossMerge). ``heads`` is accepted for the mixer contract and ignored: the SSM has one
-head (its "multi-head" is the per-channel state), so any positive ``heads`` builds the same module.
+(VMamba's CrossMerge). With a 1-D order (row, bidirectional) one token more than the grid holds
+(a class token, Vim) is scanned as part of the sequence. ``heads`` is accepted for the mixer
+contract and ignored: the SSM has one head (its "multi-head" is the per-channel state), so any positive ``heads`` builds the same module.
 """
 from __future__ import annotations
 
@@ -100,7 +101,10 @@ class SelectiveSSM(TokenModule):
                 torch.cat([m.bias for m in dts]))
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = check_tokens(x, hw, self.dim, "selective_ssm")
+        B, N, C = x.shape
+        if N == hw[0] * hw[1] + 1 and set(self.directions) <= {"row", "row_reverse"}:
+            hw = (1, N)  # a 1-D order scans the grid tokens plus a class token as one sequence (Vim)
+        check_tokens(x, hw, self.dim, "selective_ssm")
         H, W = hw
         K, R, S = len(self.directions), self.dt_rank, self.d_state
         xm = x.transpose(1, 2).reshape(B, C, H, W)

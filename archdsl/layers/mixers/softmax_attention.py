@@ -109,7 +109,11 @@ class SoftmaxAttention(TokenModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
-        B, N, C = check_tokens(x, hw)
+        # global attention without rope / lepe never reads the grid, so it also takes one class token
+        # among the tokens (N = H*W + 1, ViT); any other count is an error
+        grid_free = not self.window_size and self.rope is None and self.lepe is None
+        with_cls = grid_free and x.shape[1] == hw[0] * hw[1] + 1
+        B, N, C = x.shape if with_cls else check_tokens(x, hw)
         H, W = hw
         qkv = self.qkv(x).view(B, N, 3, C)
         if self.rope is not None:  # q and k rotated in one call: [B, 2, N, C]

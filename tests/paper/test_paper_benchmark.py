@@ -31,7 +31,9 @@ def test_inference_result_fields_and_figures():
 def test_min_time_extends_iterations():
     r = measure_throughput(_tiny(), batch_size=1, image_size=8, warmup=0, iters=1, min_time=0.05,
                            max_iters=10**7)
-    assert r["timed_iters"] > 1 and r["total_time_s"] >= 0.05
+    assert r["total_time_s"] >= 0.05
+    # more than one timed step unless one step alone already took min_time (a loaded machine)
+    assert r["timed_iters"] > 1 or r["latency_ms"] >= 50
     capped = measure_throughput(_tiny(), batch_size=1, image_size=8, warmup=0, iters=1, min_time=60.0, max_iters=3)
     assert capped["timed_iters"] == 3  # max_iters bounds a long min_time
 

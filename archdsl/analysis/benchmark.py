@@ -19,6 +19,7 @@ An out-of-memory error is recorded in the ``error`` field (``"oom: ..."``) inste
 """
 from __future__ import annotations
 
+import logging
 import platform
 import statistics
 import sys
@@ -27,9 +28,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.benchmark.utils.timer import timer as synced_clock  # syncs the accelerator first
 
-__all__ = ["measure_throughput", "DTYPES"]
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on
+# CPU-only machines with a CUDA build of torch: irrelevant here, and it would land in users' stderr.
+_cpp_log = logging.getLogger("torch.utils.cpp_extension")
+_level = _cpp_log.level
+_cpp_log.setLevel(logging.ERROR)
+try:
+    from torch.utils.benchmark import Timer
+    from torch.utils.benchmark.utils.timer import timer as synced_clock  # syncs the accelerator first
+finally:
+    _cpp_log.setLevel(_level)
+
+__all__ = ["measure_throughput", "DTYPES", "Timer", "synced_clock"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

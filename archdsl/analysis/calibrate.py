@@ -14,8 +14,8 @@ import platform
 
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 
+from archdsl.analysis.benchmark import Timer
 from archdsl.analysis.roofline import DTYPE_NAMES, DeviceProfile, record_ops
 
 __all__ = ["calibrate"]

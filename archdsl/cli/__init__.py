@@ -20,8 +20,7 @@ import sys
 
 from archdsl.errors import SpecError, printable
 
-# Sub-command modules, in the order `archdsl --help` lists them. A module that is not there yet
-# (work in progress) is skipped, so the CLI never breaks on a partial checkout.
+# Sub-command modules, in the order `archdsl --help` lists them.
 COMMANDS = ("build", "validate", "schema", "list", "bench", "report", "import_weights", "export", "search",
             "calibrate", "build_ext", "train", "evaluate")
 

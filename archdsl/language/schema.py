@@ -487,9 +487,10 @@ def check_semantics(spec: ModelSpec) -> None:
             raise spec.error(("plugins", i), f"not a Python module name: {_describe(name)}")
 
 
-def _bound(spec: ModelSpec, path: PathT, name: str, value: int, what: str) -> None:
-    """Raise a located :class:`SpecError` naming the limit when ``value`` is over ``limits().name``."""
-    if value > getattr(limits(), name):
+def _bound(spec: ModelSpec, path: PathT, name: str, value: int | None, what: str) -> None:
+    """Raise a located :class:`SpecError` naming the limit when ``value`` is over ``limits().name``
+    (an optional field left unset, e.g. ``heads`` of an SSM-only spec, is not bounded)."""
+    if value is not None and value > getattr(limits(), name):
         raise spec.error(path, f"{what} is {value}, more than allowed {limit_hint(name)}")
 
 

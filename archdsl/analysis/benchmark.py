@@ -19,7 +19,6 @@ An out-of-memory error is recorded in the ``error`` field (``"oom: ..."``) inste
 """
 from __future__ import annotations
 
-import logging
 import platform
 import statistics
 import sys
@@ -29,16 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-# torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" on
-# CPU-only machines with a CUDA build of torch: irrelevant here, and it would land in users' stderr.
-_cpp_log = logging.getLogger("torch.utils.cpp_extension")
-_level = _cpp_log.level
-_cpp_log.setLevel(logging.ERROR)
-try:
+from archdsl.ops._torch_logs import quiet_cpp_extension
+
+with quiet_cpp_extension():   # torch.utils.benchmark imports torch.utils.cpp_extension
     from torch.utils.benchmark import Timer
     from torch.utils.benchmark.utils.timer import timer as synced_clock  # syncs the accelerator first
-finally:
-    _cpp_log.setLevel(_level)
 
 __all__ = ["measure_throughput", "DTYPES", "Timer", "synced_clock"]
 

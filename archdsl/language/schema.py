@@ -422,6 +422,48 @@ _ISO_ONLY = ("patch_size", "dim", "depth", "heads", "class_token")
 _HIER_ONLY = ("stages", "downsample")
 
 
+def _check_hierarchical(spec: ModelSpec, raw: dict) -> None:
+    """The hierarchical layout's fields: ``stages`` with one value per stage, overrides in range."""
+    for f in _ISO_ONLY:
+        if f in raw and raw[f] is not None:
+            raise spec.error((f,), f"'{f}' belongs to the isotropic layout (this spec has layout: hierarchical; "
+                                   f"use stages.* for per-stage sizes)")
+    if spec.stages is None:
+        raise spec.error(("layout",) if "layout" in raw else (), "missing key 'stages' "
+                         "(required by layout: hierarchical)")
+    st = spec.stages
+    if st.depths is None:
+        raise spec.error(("stages", "depths"), "missing required key 'depths'")
+    n = len(st.depths)
+    if n == 0:
+        raise spec.error(("stages", "depths"), "expected at least one stage, got an empty list")
+    _bound(spec, ("stages", "depths"), "max_stages", n, "the number of stages")
+    if st.dims is not None and st.embed_dim is not None:
+        raise spec.error(("stages", "embed_dim"), "give either stages.dims or stages.embed_dim, not both")
+    if st.dims is None and st.embed_dim is None:
+        raise spec.error(("stages",), "missing key 'dims' (or 'embed_dim')")
+    if st.dims is not None and len(st.dims) != n:
+        raise spec.error(("stages", "dims"), f"expected {n} values (one per stage, as stages.depths), "
+                                             f"got {len(st.dims)}")
+    if isinstance(st.heads, list) and len(st.heads) != n:
+        raise spec.error(("stages", "heads"), f"expected {n} values (one per stage), got {len(st.heads)}")
+    for idx, ov in st.override.items():
+        if not 0 <= idx < n:
+            raise spec.error(("stages", "override", idx),
+                             f"stage index {idx} out of range (this spec has {n} stages: 0..{n - 1})")
+        if ov.block is None and ov.mixer is None:
+            raise spec.error(("stages", "override", idx), "an override needs 'block' and/or 'mixer'")
+        for key, base in (("block", spec.block), ("mixer", spec.mixer)):
+            patch = getattr(ov, key)
+            if isinstance(patch, dict) and "type" not in patch and base is None:
+                raise spec.error(("stages", "override", idx, key),
+                                 f"options without 'type' need a spec-wide '{key}' to apply to")
+    if st.dims is None:
+        st.dims = [st.embed_dim * 2 ** i for i in range(n)]  # type: ignore[operator]
+    if isinstance(st.heads, int):
+        st.heads = [st.heads] * n
+
+
 def check_semantics(spec: ModelSpec) -> None:
     """Layout-specific fields, list lengths, stage indices. Fills ``stages.dims`` from ``embed_dim``
     and broadcasts an int ``stages.heads`` to a list. Raises a located :class:`SpecError`."""
@@ -431,44 +473,7 @@ def check_semantics(spec: ModelSpec) -> None:
     if spec.block is None:
         raise spec.error(("block",), "missing required key 'block'")
     if spec.layout == "hierarchical":
-        for f in _ISO_ONLY:
-            if f in raw and raw[f] is not None:
-                raise spec.error((f,), f"'{f}' belongs to the isotropic layout (this spec has layout: hierarchical; "
-                                       f"use stages.* for per-stage sizes)")
-        if spec.stages is None:
-            raise spec.error(("layout",) if "layout" in raw else (), "missing key 'stages' "
-                             "(required by layout: hierarchical)")
-        st = spec.stages
-        if st.depths is None:
-            raise spec.error(("stages", "depths"), "missing required key 'depths'")
-        n = len(st.depths)
-        if n == 0:
-            raise spec.error(("stages", "depths"), "expected at least one stage, got an empty list")
-        _bound(spec, ("stages", "depths"), "max_stages", n, "the number of stages")
-        if st.dims is not None and st.embed_dim is not None:
-            raise spec.error(("stages", "embed_dim"), "give either stages.dims or stages.embed_dim, not both")
-        if st.dims is None and st.embed_dim is None:
-            raise spec.error(("stages",), "missing key 'dims' (or 'embed_dim')")
-        if st.dims is not None and len(st.dims) != n:
-            raise spec.error(("stages", "dims"), f"expected {n} values (one per stage, as stages.depths), "
-                                                 f"got {len(st.dims)}")
-        if isinstance(st.heads, list) and len(st.heads) != n:
-            raise spec.error(("stages", "heads"), f"expected {n} values (one per stage), got {len(st.heads)}")
-        for idx, ov in st.override.items():
-            if not 0 <= idx < n:
-                raise spec.error(("stages", "override", idx),
-                                 f"stage index {idx} out of range (this spec has {n} stages: 0..{n - 1})")
-            if ov.block is None and ov.mixer is None:
-                raise spec.error(("stages", "override", idx), "an override needs 'block' and/or 'mixer'")
-            for key, base in (("block", spec.block), ("mixer", spec.mixer)):
-                patch = getattr(ov, key)
-                if isinstance(patch, dict) and "type" not in patch and base is None:
-                    raise spec.error(("stages", "override", idx, key),
-                                     f"options without 'type' need a spec-wide '{key}' to apply to")
-        if st.dims is None:
-            st.dims = [st.embed_dim * 2 ** i for i in range(n)]  # type: ignore[operator]
-        if isinstance(st.heads, int):
-            st.heads = [st.heads] * n
+        _check_hierarchical(spec, raw)
     else:
         for f in _HIER_ONLY:
             if f in raw and raw[f] is not None:

@@ -188,12 +188,8 @@ def train_seeds(spec_dict: dict, cfg: Recipe, ctx: TrialContext, source: str, se
     return model, results
 
 
-def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
-    """Run one trial and return its objective values in ``ctx.objectives`` order.
-
-    Raises on failure (the caller records the reason and tells the study FAIL), ``optuna.TrialPruned``
-    when pruned.
-    """
+def _sample(trial: Any, ctx: TrialContext) -> tuple[dict, Recipe]:
+    """The trial's spec and recipe (its rung's epochs under successive halving), recorded in its attrs."""
     spec_dict, train_over = ctx.space.sample(trial)
     trial.set_user_attr("arch", spec_hash(load_spec_dict(spec_dict, f"<trial {trial.number}>")))
     spec_dict["name"] = f"{ctx.space.base.get('name', 'search')}_trial{trial.number}"
@@ -206,7 +202,39 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
     trial.set_user_attr("train", cfg.to_dict())
     trial.set_user_attr("seeds", ctx.seeds)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return spec_dict, cfg
 
+
+def _train(trial: Any, ctx: TrialContext, spec_dict: dict, cfg: Recipe, source: str, model: Any) -> tuple[Any, float]:
+    """Train once per seed (per-epoch accuracies reported for pruning) -> (model, mean accuracy)."""
+
+    def on_epoch(epoch: int, acc: float) -> None:
+        trial.set_user_attr("epoch_accuracy", trial.user_attrs.get("epoch_accuracy", []) + [acc])
+        if ctx.prune:
+            import optuna
+
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (accuracy {acc:.4f})")
+
+    model, runs = train_seeds(spec_dict, cfg, ctx, source, [cfg.seed + i for i in range(ctx.seeds)],
+                              model=model, on_epoch=on_epoch)
+    accuracy, std = seed_stats([r.accuracy for r in runs])
+    trial.set_user_attr("accuracy", accuracy)
+    if ctx.seeds > 1:
+        trial.set_user_attr("accuracy_std", std)
+        trial.set_user_attr("seed_accuracies", [r.accuracy for r in runs])
+    trial.set_user_attr("train_seconds", round(sum(r.seconds for r in runs), 3))
+    return model, accuracy
+
+
+def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
+    """Run one trial and return its objective values in ``ctx.objectives`` order.
+
+    Raises on failure (the caller records the reason and tells the study FAIL), ``optuna.TrialPruned``
+    when pruned.
+    """
+    spec_dict, cfg = _sample(trial, ctx)
     twin = _finished_twin(trial, cfg)
     if twin is not None:
         return _copy_twin(trial, twin, ctx)
@@ -226,24 +254,7 @@ def run_trial(trial: Any, ctx: TrialContext) -> list[float]:
         trial.set_user_attr("infeasible", ", ".join(violated))
         return [_worst(o, metrics) for o in ctx.objectives]
 
-    def on_epoch(epoch: int, acc: float) -> None:
-        trial.set_user_attr("epoch_accuracy", trial.user_attrs.get("epoch_accuracy", []) + [acc])
-        if ctx.prune:
-            import optuna
-
-            trial.report(acc, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} (accuracy {acc:.4f})")
-
-    model, runs = train_seeds(spec_dict, cfg, ctx, source, [cfg.seed + i for i in range(ctx.seeds)],
-                              model=model, on_epoch=on_epoch)
-    metrics["accuracy"], std = seed_stats([r.accuracy for r in runs])
-    trial.set_user_attr("accuracy", metrics["accuracy"])
-    if ctx.seeds > 1:
-        trial.set_user_attr("accuracy_std", std)
-        trial.set_user_attr("seed_accuracies", [r.accuracy for r in runs])
-    trial.set_user_attr("train_seconds", round(sum(r.seconds for r in runs), 3))
-
+    model, metrics["accuracy"] = _train(trial, ctx, spec_dict, cfg, source, model)
     metrics["throughput"] = _throughput(model, ctx, trial)
     if ctx.space.constraints:
         values = ctx.space.constraint_values(metrics)

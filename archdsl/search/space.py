@@ -275,6 +275,26 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
     else:
         base = load_yaml_file(base_file)[0]        # raw: no extends / validation (tools, tests)
 
+    objectives = _objectives_section(data, positions, shown)
+    constraints = _constraints_section(data, positions, shown)
+    train = dict(data.get("train") or {})
+    for name in train:
+        if name not in TRAIN_KEYS:
+            raise _err(f"unknown training setting '{name}'{did_you_mean(name, TRAIN_KEYS)}; known: "
+                       f"{', '.join(TRAIN_KEYS)}", positions, ("train", name), shown)
+    throughput = _throughput_section(data, positions, shown)
+    raw_space = data.get("space") or {}
+    if not isinstance(raw_space, dict):
+        raise _err("'space' must be a mapping of dotted fields to markers", positions, ("space",), shown)
+    params: list[Param] = []
+    for name, marker in raw_space.items():
+        params.append(_parse_param(str(name), marker, base, params, positions, shown))
+    return SearchSpace(file=shown, base_file=base_file, base=base, params=params, objectives=objectives,
+                       constraints=constraints, train=train, throughput=throughput,
+                       data=_data_section(data, positions, shown))
+
+
+def _objectives_section(data: dict, positions: Positions, shown: str) -> dict:
     objectives = data.get("objectives", {"accuracy": "maximize", "throughput": "maximize"})
     if isinstance(objectives, list):
         objectives = {o: OBJECTIVES.get(o, "maximize") for o in objectives}
@@ -288,19 +308,20 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
         if direction not in ("maximize", "minimize"):
             raise _err(f"direction must be maximize or minimize, got {direction!r}", positions,
                        ("objectives", name), shown)
+    return dict(objectives)
 
+
+def _constraints_section(data: dict, positions: Positions, shown: str) -> dict:
     constraints: dict[str, float] = {}
     for name, limit in (data.get("constraints") or {}).items():
         if name not in CONSTRAINTS:
             raise _err(f"unknown constraint '{name}'{did_you_mean(name, CONSTRAINTS)}; known: "
                        f"{', '.join(CONSTRAINTS)}", positions, ("constraints", name), shown)
         constraints[name] = _number(limit, f"constraint {name}", positions, ("constraints", name), shown)
+    return constraints
 
-    train = dict(data.get("train") or {})
-    for name in train:
-        if name not in TRAIN_KEYS:
-            raise _err(f"unknown training setting '{name}'{did_you_mean(name, TRAIN_KEYS)}; known: "
-                       f"{', '.join(TRAIN_KEYS)}", positions, ("train", name), shown)
+
+def _throughput_section(data: dict, positions: Positions, shown: str) -> dict:
     throughput = dict(data.get("throughput") or {})
     for name in throughput:
         if name not in THROUGHPUT_KEYS:
@@ -312,16 +333,7 @@ def load_space(path: str | Path, *, resolve_base: bool = True) -> SearchSpace:
     if not isinstance(throughput.get("optimize", False), bool):
         raise _err(f"throughput.optimize must be true or false (archdsl.optimize before timing); got "
                    f"{throughput['optimize']!r}", positions, ("throughput", "optimize"), shown)
-
-    raw_space = data.get("space") or {}
-    if not isinstance(raw_space, dict):
-        raise _err("'space' must be a mapping of dotted fields to markers", positions, ("space",), shown)
-    params: list[Param] = []
-    for name, marker in raw_space.items():
-        params.append(_parse_param(str(name), marker, base, params, positions, shown))
-    return SearchSpace(file=shown, base_file=base_file, base=base, params=params, objectives=dict(objectives),
-                       constraints=constraints, train=train, throughput=throughput,
-                       data=_data_section(data, positions, shown))
+    return throughput
 
 
 def _data_section(data: dict, positions: Positions, shown: str) -> dict:

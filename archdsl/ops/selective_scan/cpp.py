@@ -10,7 +10,6 @@ the dispatcher falls back to the pure-PyTorch chunked scan.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .._torch_logs import quiet_cpp_extension
 from .common import check_args, compute_dtype
 
 _SOURCE = Path(__file__).with_name("selective_scan_cpu.cpp")
@@ -41,14 +41,8 @@ def _cpu_flags() -> list[str]:
 
 
 def _build() -> None:
-    # cpp_extension logs "No CUDA runtime is found" on import on CPU-only machines: irrelevant here.
-    log = logging.getLogger("torch.utils.cpp_extension")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    with quiet_cpp_extension():
         from torch.utils import cpp_extension
-    finally:
-        log.setLevel(level)
 
     flags = _cpu_flags()
     # one build directory per (flags, source text, source path): checkouts with another kernel source,

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Tuple
 
 import torch
 
+import archdsl.compiler  # noqa: F401  (registers every built-in mixer before the cases are listed)
 from archdsl import registry
 
 DIM, HEADS = 16, 2

@@ -14,7 +14,8 @@ GRIDS = [(1, 5, 7), (2, 7, 5), (1, 1, 1), (2, 4, 4)]  # (batch, H, W): non-squar
 
 
 def test_expected_components_are_registered():
-    assert {"softmax_attention", "linear_attention", "selective_ssm"} <= set(registry.names("mixer"))
+    assert {"softmax_attention", "linear_attention", "selective_ssm", "dwconv"} <= set(registry.names("mixer"))
+    assert len(mixer_cases()) >= 4   # the parametrized suite below really lists the mixers
     assert {"ape", "cpe", "rope1d", "rope2d"} <= set(registry.names("posenc"))
 
 

@@ -27,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from archdsl.analysis.scan_macs import scan_cost
 from archdsl.errors import SpecError, did_you_mean
 from archdsl.language.schema import locate_in
 from archdsl.language.yaml_loader import load_yaml_file, parse_path
@@ -150,13 +151,29 @@ _FREE = {torch.ops.aten.detach, torch.ops.aten.lift_fresh, torch.ops.aten.empty,
 
 def record_ops(model: torch.nn.Module, input_shape: tuple, dtype: torch.dtype = torch.float32) -> List[OpRecord]:
     """The ops of one eval forward of ``model`` (any device; it is copied to ``meta``) on an input of
-    ``input_shape`` (batch included) in ``dtype``."""
+    ``input_shape`` (batch included) in ``dtype``. A recurrent scan is one op (the fused kernel that
+    runs on a GPU): its FLOPs are the mixer's registered scan cost (:mod:`archdsl.analysis.scan_macs`),
+    its bytes six token tensors of the mixer's size (u, delta, z, y and the B/C projections)."""
     meta = _on_meta(model, dtype)
     x = torch.empty(input_shape, device="meta", dtype=dtype)
     rec = _Recorder()
-    with torch.inference_mode(), rec:
-        meta(x)
+    hooks = [m.register_forward_hook(_scan_hook(rec, fn)) for m in meta.modules() if (fn := scan_cost(m))]
+    try:
+        with torch.inference_mode(), rec:
+            meta(x)
+    finally:
+        for h in hooks:
+            h.remove()
     return rec.ops
+
+
+def _scan_hook(rec: "_Recorder", cost: Any) -> Any:
+    def hook(module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        x = inputs[0]                                   # tokens [B, N, C]
+        macs = cost(module, x.shape[1]) * x.shape[0]
+        if macs:
+            rec.ops.append(OpRecord("selective_scan", 2.0 * macs, 6.0 * x.numel() * x.element_size()))
+    return hook
 
 
 def _on_meta(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

@@ -103,3 +103,26 @@ def test_search_predicts_throughput_for_another_device(tmp_path):
     with pytest.raises(ValueError, match="--throughput-model must be 'measure' or 'roofline:NAME'"):
         run_search(space=str(space), budget=1, out_dir=str(tmp_path / "b"), progress=False, log=lambda s: None,
                    throughput_model="guess")
+
+
+def test_a_recurrent_scan_is_one_op_with_the_registered_cost():
+    """On meta the scan runs no stand-in algorithm: it is one op costed like the fused kernel."""
+    from archdsl.analysis.scan_macs import SCAN_MACS_PER_ELEMENT
+    from archdsl.layers.mixers.selective_ssm import SelectiveSSM
+
+    class Tokens(nn.Module):                       # [B, N, C] input on a 4x4 grid
+        def __init__(self):
+            super().__init__()
+            self.mixer = SelectiveSSM(8, 1, d_state=4)
+
+        def forward(self, x):
+            return self.mixer(x, (4, 4))
+
+    model = Tokens()
+    ops = record_ops(model, (2, 16, 8))
+    scans = [o for o in ops if o.name == "selective_scan"]
+    dirs = len(model.mixer.directions)
+    assert len(scans) == 1
+    assert scans[0].flops == 2 * SCAN_MACS_PER_ELEMENT * 16 * model.mixer.dim * 4 * dirs * 2
+    assert scans[0].bytes == 6 * 2 * 16 * 8 * 4
+    assert not any(o.name == "cumsum" for o in ops)      # the chunked stand-in (cumulative decays) was not traced

@@ -72,7 +72,7 @@ def chunk_gated_linear_attention(
     vector = log_decay is not None and log_decay.dim() == 4
     c = max(1, min(chunk_size, T if T else 1))
     factorized = False
-    if intra == "auto" and is_tracing():
+    if intra == "auto" and (is_tracing() or q.device.type == "meta"):   # meta: shapes only, no data
         intra = "exact"
     if log_decay is not None:
         if intra == "auto":

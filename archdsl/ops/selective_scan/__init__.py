@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from archdsl.ops import dispatch
 
 from ..tracing import is_tracing
@@ -71,6 +73,11 @@ def selective_scan(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown selective_scan backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    if u.device.type == "meta" and backend == "auto":
+        # shapes only (roofline and memory estimates): the kernel's cost is accounted per mixer
+        # (archdsl.analysis.scan_macs), not by tracing a stand-in algorithm's ops
+        out = torch.empty_like(u)
+        return (out, u.new_empty(u.shape[0], u.shape[1], A.shape[-1])) if return_last_state else out
     name = selective_scan_backend(u.device) if backend == "auto" else backend
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if name == "cuda":

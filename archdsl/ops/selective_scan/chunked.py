@@ -84,7 +84,7 @@ def selective_scan_chunked(
     G = 1 if B.dim() == 3 else B.shape[1]
     dg = dim // G
     d = prepare_delta(delta, delta_bias, delta_softplus, dt)  # (b, d, L)
-    exact = is_tracing()
+    exact = is_tracing() or d.device.type == "meta"   # no data to choose T from (meta: shapes only)
     if exact:
         T = max(1, min(TRACE_CHUNK, chunk_size, L))
     else:

@@ -23,9 +23,9 @@ def _tiny(path: Path) -> nn.Module:
     spec = load_spec(path)
     if spec.layout == "hierarchical":
         n = len(spec.stages.depths)
-        heads = [min(2, h) for h in spec.stages.heads]
-        sets = [f"stages.depths=[{','.join(['1'] * n)}]", f"stages.heads=[{','.join(map(str, heads))}]",
-                "stages.embed_dim=32"]
+        sets = [f"stages.depths=[{','.join(['1'] * n)}]", "stages.dims=null", "stages.embed_dim=32"]
+        if spec.stages.heads:   # SSM / convolution-only specs name no heads
+            sets.append(f"stages.heads=[{','.join(str(min(2, h)) for h in spec.stages.heads)}]")
     else:
         sets = ["depth=1"]
     torch.manual_seed(0)

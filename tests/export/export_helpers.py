@@ -19,9 +19,9 @@ def tiny_overrides(path: Path) -> List[str]:
     if spec.layout == "hierarchical":
         n = len(spec.stages.depths)
         ones = ",".join(["1"] * n)
-        return [f"stages.depths=[{ones}]", f"stages.heads=[{ones}]", "stages.dims=null", "stages.embed_dim=16",
-                "num_classes=5"]
-    return ["depth=1", "dim=16", "heads=1", "num_classes=5"]
+        heads = [f"stages.heads=[{ones}]"] if spec.stages.heads else []   # SSM / conv-only specs name none
+        return [f"stages.depths=[{ones}]", *heads, "stages.dims=null", "stages.embed_dim=16", "num_classes=5"]
+    return ["depth=1", "dim=16", *(["heads=1"] if spec.heads else []), "num_classes=5"]
 
 
 def tiny_model(path: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from archdsl.layers.tokens import ClassToken
 from archdsl.layouts.hierarchical import (
     DEFAULT_HEAD,
     build_posenc,
@@ -13,7 +14,6 @@ from archdsl.layouts.hierarchical import (
     drop_path_schedule,
     stem_reduction,
 )
-from archdsl.layers.tokens import ClassToken
 from archdsl.layouts.model import ArchModel, Stage
 
 

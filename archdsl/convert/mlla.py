@@ -33,12 +33,13 @@ import re
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from archdsl.convert.checkpoint import read_checkpoint
+from archdsl.convert.fit import listing
 from archdsl.errors import SpecError
 from archdsl.layers.mlla import MLLAMerge, MLLAStem
 
@@ -57,7 +58,6 @@ _BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _DOWN = re.compile(r"^layers\.(\d+)\.downsample\.(.+)$")
 _OUT_NORM = re.compile(r"^norm\d+\.")
 _CLASSIFIER = re.compile(r"^(norm|head)\.")
-_MAX_LISTED = 5
 
 
 def load_checkpoint(path: str) -> "OrderedDict[str, torch.Tensor]":
@@ -72,12 +72,6 @@ def load_checkpoint(path: str) -> "OrderedDict[str, torch.Tensor]":
         raise SpecError(f"{path} does not hold a state dict (a mapping of tensors, optionally under 'model')")
     sd = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in obj.items())
     return sd
-
-
-def _listing(keys: Iterable[str]) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:_MAX_LISTED])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > _MAX_LISTED else "")
 
 
 def _find_stem_merge_head(model: nn.Module) -> Tuple[Optional[str], List[str], Optional[nn.Module], str]:
@@ -234,7 +228,7 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     missing = [k for k in tkeys if k not in out and k not in shaped_targets]
     hint = (" (the checkpoint has per-output norms norm{i}: it needs a backbone with features.norm=true, "
             "as import-weights --features-only builds)") if any(_OUT_NORM.match(k) for k in unexpected) else ""
-    problems = [f"{what}: {_listing(keys)}" for what, keys in (
+    problems = [f"{what}: {listing(keys)}" for what, keys in (
         ("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
         ("shape mismatch", mis_shaped), ("ambiguous target", ambiguous)) if keys]
     if problems:

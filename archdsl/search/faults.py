@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import inspect
 import signal
 import threading
 from typing import Iterator
 
+import optuna.storages
 import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 
-__all__ = ["StorageError", "storage_errors", "is_storage_error", "where", "deferred_interrupts"]
+__all__ = ["StorageError", "storage_errors", "is_storage_error", "where", "deferred_interrupts", "signal_safe",
+           "SignalSafeRDBStorage", "SignalSafeJournalStorage"]
 
 # errno values that mean "the disk cannot be written", not "this trial is bad"
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -98,19 +102,57 @@ def storage_errors(url: str, *, doing: str = "", kept: bool = False) -> Iterator
                            f"({'finished trials are kept; ' if kept else ''}{_advice(reason, url)})") from e
 
 
+_HELD: list[int] = []      # signals received while held (main thread)
+_DEPTH = 0                  # nesting of deferred_interrupts blocks (main thread)
+
+
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
     """Hold SIGINT / SIGTERM while the block runs and raise ``KeyboardInterrupt`` after it, so a burst
-    of Ctrl-C's cannot stop a trial half-told (main thread only; elsewhere the block runs as is)."""
+    of Ctrl-C's cannot stop a trial half-told (main thread only; elsewhere the block runs as is).
+    Blocks nest: the outermost one installs the holding handlers and raises on exit."""
+    global _DEPTH
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    if _DEPTH:
+        _DEPTH += 1
+        try:
+            yield
+        finally:
+            _DEPTH -= 1
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: _HELD.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    _DEPTH = 1
     try:
         yield
     finally:
+        _DEPTH = 0
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if held:
+        if _HELD:
+            _HELD.clear()
             raise KeyboardInterrupt
+
+
+def signal_safe(cls: type) -> type:
+    """A subclass of the storage class ``cls`` whose public methods run under
+    :func:`deferred_interrupts`: a Ctrl-C that lands inside a database call is raised after it, never
+    inside SQLAlchemy or the SQLite driver. (Raised there, it leaves a connection holding SQLite's
+    write lock, referenced by the exception's traceback, and the ``tell`` that records the
+    interrupted trial then waits on that lock until the busy timeout.)"""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def held(self, *args, **kwargs):
+            with deferred_interrupts():
+                return fn(self, *args, **kwargs)
+        return held
+
+    methods = {name: wrap(getattr(cls, name)) for name in dir(cls)
+               if not name.startswith("_") and inspect.isfunction(getattr(cls, name, None))}
+    name = f"SignalSafe{cls.__name__}"
+    return type(name, (cls,), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__, **methods})
+
+
+SignalSafeRDBStorage = signal_safe(optuna.storages.RDBStorage)           # module level: picklable
+SignalSafeJournalStorage = signal_safe(optuna.storages.JournalStorage)

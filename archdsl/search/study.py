@@ -33,7 +33,14 @@ from typing import Any, Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
-from archdsl.search.faults import deferred_interrupts, is_storage_error, storage_errors, where
+from archdsl.search.faults import (
+    SignalSafeJournalStorage,
+    SignalSafeRDBStorage,
+    deferred_interrupts,
+    is_storage_error,
+    storage_errors,
+    where,
+)
 from archdsl.search.objective import constraints_func, fail_reason
 from archdsl.search.workers import RUNS, WORKER_ATTR, describe_worker, new_run, worker_alive, worker_info
 
@@ -73,10 +80,9 @@ def make_storage(url: str) -> Any:
     with storage_errors(url, doing="cannot open the study storage"):
         if _is_journal(url):
             path = url[len("journal:"):] if url.startswith("journal:") else url
-            from optuna.storages import JournalStorage
             from optuna.storages.journal import JournalFileBackend
 
-            return JournalStorage(JournalFileBackend(path))
+            return SignalSafeJournalStorage(JournalFileBackend(path))
         url = normalize_url(url)
         if url.startswith("sqlite"):
             engine_kwargs: dict = {"connect_args": {"timeout": 120}}
@@ -86,7 +92,7 @@ def make_storage(url: str) -> Any:
                     inspect.signature(optuna.storages.RDBStorage).parameters else "failed_trial_callback")
         with _schema_lock(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)   # heartbeat_interval
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+            return SignalSafeRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                                               grace_period=4 * HEARTBEAT_S, **{callback: retry_trial})
 
 

@@ -274,3 +274,32 @@ def test_workers_get_distinct_numbers_and_sampler_seeds(tmp_path):
         t.join()
     assert sorted(got) == [0, 1, 2, 3]
     assert _sampler_seed(7, 0) == 7 and len({_sampler_seed(7, n) for n in got}) == 4
+
+
+@pytest.mark.parametrize("event", ["begin", "commit"])
+def test_ctrl_c_inside_a_database_call_is_raised_after_it_and_leaves_no_lock(tmp_path, event):
+    """A SIGINT delivered while SQLAlchemy is inside a write (here: from its own begin/commit
+    event) is held until the storage call returns: the write is whole, and the next writer (another
+    connection, 1 s busy timeout) is not blocked by a connection the interrupt left holding SQLite's
+    write lock. (The unguarded storage left that lock held, and the `tell` of the interrupted trial
+    waited the 120 s busy timeout: the CI hang of test_a_burst_of_ctrl_c_then_rerun.)"""
+    import signal
+
+    url = st.local_storage_url(tmp_path)
+    storage = st.make_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    fired: list[str] = []
+
+    def interrupt(*_):
+        if not fired:
+            fired.append(event)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sqlalchemy.event.listen(storage.engine, event, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        storage.set_trial_user_attr(trial._trial_id, "x", 1)
+    assert fired == [event]
+    other = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 1}})
+    other.set_trial_user_attr(trial._trial_id, "y", 2)                     # not "database is locked"
+    assert other.get_trial_user_attrs(trial._trial_id) == {"x": 1, "y": 2}

@@ -13,6 +13,7 @@ import json
 from typing import Any, Dict, List, Tuple
 
 from archdsl.cli import UserError
+from archdsl.cli.options import add_overrides_argument
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,8 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure throughput / latency / memory of specs",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("specs", nargs="+", metavar="SPEC", help="model spec files")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                   help="override a spec field in every spec (repeatable)")
+    add_overrides_argument(p, scope="every spec")
     add_bench_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     return p

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any, Dict
 
+from archdsl.cli.options import add_overrides_argument
 from archdsl.errors import SpecError
 
 MAX_LISTED = 5
@@ -24,8 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("build", help="compile a spec, run a dummy forward pass, print params / MACs",
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("spec", metavar="SPEC", help="spec YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set stages.depths=[1,1,2,1] (repeatable)")
+    add_overrides_argument(p, scope="the spec")
     p.add_argument("--image-size", type=int, default=None,
                    help="input size of the pass and of the MACs (default: the spec's image_size); the "
                         "architecture stays the spec's (same parameters)")

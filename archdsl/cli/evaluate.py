@@ -6,14 +6,14 @@ import argparse
 import json
 
 from archdsl.cli import UserError
+from archdsl.cli.options import add_overrides_argument
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval", help="top-1 / top-5 of trained weights on a data set's validation split",
                               description=__doc__)
     p.add_argument("spec", metavar="SPEC", help="spec YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="spec override (repeatable)")
+    add_overrides_argument(p, scope="the spec")
     p.add_argument("--weights", required=True, metavar="FILE",
                    help="best.pt / last.pt of archdsl train, or a plain state dict")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of best.pt (model_ema)")

@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+from archdsl.cli.options import add_overrides_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a spec as a torch.export program (.pt2) or ONNX",
@@ -23,8 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("pt2", "onnx"), help="pt2 (torch.export) or onnx")
     p.add_argument("--out", required=True, help="output file (written atomically)")
     p.add_argument("--weights", default=None, metavar="FILE", help="state dict to load (strict) before export")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                   help="override a spec field (repeatable), e.g. --set num_classes=10")
+    add_overrides_argument(p, scope="the spec", example="num_classes=10")
     p.add_argument("--image-size", type=int, default=None, help="example input size (default: the spec's)")
     p.add_argument("--batch-size", type=int, default=2, help="example batch (default 2; >= 2 for a dynamic batch)")
     p.add_argument("--no-dynamic-batch", dest="dynamic_batch", action="store_false",

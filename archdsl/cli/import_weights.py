@@ -16,6 +16,8 @@ import json
 import os
 import sys
 
+from archdsl.cli.options import add_overrides_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("import-weights", help="convert an official checkpoint into a spec's state dict",
@@ -25,8 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "state_dict)")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="the checkpoint file (.pth / .pt)")
     p.add_argument("--spec", required=True, help="the model spec the weights are converted for")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                   help="override a spec field (repeatable), e.g. --set stages.embed_dim=96")
+    add_overrides_argument(p, scope="the spec", example="stages.embed_dim=96")
     p.add_argument("--out", required=True, help="output file (plain state dict, written atomically)")
     p.add_argument("--features-only", action="store_true",
                    help="convert for the spec's backbone (features_only, per-output norms norm{i} as the "

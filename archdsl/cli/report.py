@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from archdsl.cli import UserError
+from archdsl.cli.options import add_overrides_argument
 
 PARAMS_TOL_M = 1.0             # a paper row without official count: within ±1M parameters
 GMACS_TOL = 0.15               # ... and ±0.15 GMACs
@@ -44,8 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="params / GMACs (/ throughput) table of specs, with the paper's numbers",
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("paths", nargs="+", metavar="SPEC_OR_DIR", help="spec files or folders of specs")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                   help="override a field in every spec (repeatable)")
+    add_overrides_argument(p, scope="every spec")
     p.add_argument("--bench", action="store_true", help="also measure throughput (images/s)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown table")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from archdsl.cli import UserError
+from archdsl.cli.options import add_overrides_argument
 
 RECIPE_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("accum_steps", int),
                 ("workers", int))
@@ -24,8 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a spec with a recipe (timm components; torchrun / DDP)",
                               description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="spec YAML file (e.g. runs/search/pareto/trial_N.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="spec override (repeatable), e.g. --set num_classes=10")
+    add_overrides_argument(p, scope="the spec", example="num_classes=10")
     p.add_argument("--data", required=True, metavar="SRC", help="default | imagefolder:PATH | cifar10:PATH")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, metrics, curves)")
     p.add_argument("--recipe", default=None, metavar="FILE",

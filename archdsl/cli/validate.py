@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from archdsl.cli.options import add_overrides_argument
 from archdsl.errors import SpecError, printable
 
 
@@ -17,8 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("validate", help="check spec files (load, resolve, validate, compile on meta)",
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec YAML file(s)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override applied to every file, e.g. --set mixer.heads=4 (repeatable)")
+    add_overrides_argument(p, scope="every spec", example="mixer.heads=4")
     p.add_argument("--image-size", type=int, default=None,
                    help="input size to check the model with (as archdsl build; the spec is unchanged)")
     p.add_argument("--no-compile", action="store_true", help="only load and validate the spec (no compiler)")

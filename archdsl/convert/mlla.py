@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from archdsl.convert.checkpoint import read_checkpoint
-from archdsl.convert.fit import listing
+from archdsl.convert.fit import fit_state_dict
 from archdsl.errors import SpecError
 from archdsl.layers.mlla import MLLAMerge, MLLAStem
 
@@ -201,10 +201,8 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
     if backbone:
         official, task = _backbone_part(official)
     target = model.state_dict()
-    tkeys = list(target)
-    layout = _layout(official, model, tkeys)
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unexpected, mis_shaped, ambiguous, shaped_targets, dropped = [], [], [], set(), []
+    layout = _layout(official, model, list(target))
+    mapped, ambiguous, dropped = [], [], []
     for key, value in official.items():
         if DROPPED.search(key):
             continue
@@ -214,27 +212,19 @@ def convert_mlla_state_dict(official: Mapping[str, torch.Tensor], model: nn.Modu
         dst, note = _target(key, layout)
         if note is not None:
             ambiguous.append(f"{key} -> {note}")
-        elif dst is None or dst not in target:
-            unexpected.append(key)
-        elif tuple(target[dst].shape) != tuple(value.shape):
-            mis_shaped.append(f"{key} {tuple(value.shape)} vs model {dst} {tuple(target[dst].shape)}")
-            shaped_targets.add(dst)
         else:
-            out[dst] = value
-    initialised = [k for k in tkeys if backbone and _OUT_NORM.match(k) and k not in out and k not in shaped_targets]
-    out.update((k, target[k]) for k in initialised)
+            mapped.append((key, dst, value))
+    unplaced_norms = any(_OUT_NORM.match(key) and (dst is None or dst not in target) for key, dst, _ in mapped)
+    initialised: List[str] = []
+    out = fit_state_dict(
+        mapped, target, what="official MLLA weights", ambiguous=ambiguous,
+        hint="check the spec's embed_dim / depths / heads / num_classes",
+        extra_hint=(" (the checkpoint has per-output norms norm{i}: it needs a backbone with features.norm=true, "
+                    "as import-weights --features-only builds)") if unplaced_norms else "",
+        keep=lambda key: backbone and bool(_OUT_NORM.match(key)), kept=initialised)
     if report is not None:
         report.update(dropped_classifier=dropped, initialised=initialised, dropped_task=task)
-    missing = [k for k in tkeys if k not in out and k not in shaped_targets]
-    hint = (" (the checkpoint has per-output norms norm{i}: it needs a backbone with features.norm=true, "
-            "as import-weights --features-only builds)") if any(_OUT_NORM.match(k) for k in unexpected) else ""
-    problems = [f"{what}: {listing(keys)}" for what, keys in (
-        ("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
-        ("shape mismatch", mis_shaped), ("ambiguous target", ambiguous)) if keys]
-    if problems:
-        raise SpecError("official MLLA weights do not fit the model: " + "; ".join(problems)
-                        + " (check the spec's embed_dim / depths / heads / num_classes)" + hint)
-    return OrderedDict((k, out[k]) for k in tkeys)
+    return out
 
 
 def load_official_mlla(model: nn.Module, checkpoint: str) -> nn.Module:

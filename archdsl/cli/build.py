@@ -72,6 +72,11 @@ def load_weights(model: Any, path: str, key: str | None = None) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def _with_batch(shape: list, batch: int) -> list:
+    """An output shape (or a list of them, for a backbone) at batch ``batch``."""
+    return [_with_batch(s, batch) for s in shape] if shape and isinstance(shape[0], list) else [batch] + shape[1:]
+
+
 def _si(n: int) -> str:
     """4130097152 -> '4.130G', 497760 -> '497.8K'."""
     for div, unit, fmt in ((1e9, "G", "{:.3f}"), (1e6, "M", "{:.1f}"), (1e3, "K", "{:.1f}")):
@@ -132,23 +137,26 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(e, SpecError):
             raise
         raise UserError(str(e)) from None
-    torch.manual_seed(args.seed)
-    model = build_model(spec, image_size=args.image_size, features_only=features_only)
-    if args.weights:
-        load_weights(model, args.weights)
-    model.eval()
-    x = torch.randn(args.batch_size, int(spec.in_chans), size, size)
+    meta.eval()
+    x = torch.empty(args.batch_size, int(spec.in_chans), size, size, device="meta")
     try:
-        model.check_input(x)
+        meta.check_input(x)
     except ValueError as e:
         raise UserError(str(e)) from None
-    summary = summarize(model, size)  # runs the model part by part at batch 1
-    if args.batch_size == 1:
-        out_shape = summary["output_shape"]
-    else:
+    # Params, MACs and shapes on the meta device: the same figures as real tensors give
+    # (tests/compiler/test_build_cli.py), without initialising or running the weights.
+    summary = summarize(meta, size)
+    out_shape = summary["output_shape"]
+    model = meta
+    if args.weights:  # the weights must load (strict) and run
+        torch.manual_seed(args.seed)
+        model = build_model(spec, image_size=args.image_size, features_only=features_only).eval()
+        load_weights(model, args.weights)
         with torch.no_grad():
-            y = model(x)
+            y = model(torch.randn(args.batch_size, int(spec.in_chans), size, size))
         out_shape = [list(f.shape) for f in y] if isinstance(y, list) else list(y.shape)
+    if args.batch_size != 1:
+        out_shape = _with_batch(out_shape, args.batch_size)
     info = {"name": model.name, "layout": spec.layout, "params": summary["params"], "macs": summary["macs"],
             "image_size": size, "input_shape": list(x.shape), "output_shape": out_shape,
             "batch_size": args.batch_size, "seed": args.seed, "weights": args.weights,

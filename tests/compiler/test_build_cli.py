@@ -117,3 +117,44 @@ def test_isotropic_spec_by_hand(capsys):
     assert info["stages"][2]["output_shape"] == [1, 36, 24] and info["output_shape"] == [1, 4]
     rc, out, _ = run_cli(capsys, "build", vit)
     assert rc == 0 and "14,860" in out and "K" in out
+
+
+def _shipped_tiny():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "export"))
+    from export_helpers import IDS, SPECS, tiny_overrides
+    return IDS, SPECS, tiny_overrides
+
+
+_IDS, _SPECS, _tiny_overrides = _shipped_tiny()
+
+
+@pytest.mark.parametrize("path", _SPECS, ids=_IDS)
+def test_build_figures_from_the_meta_device_equal_real_tensors(capsys, path):
+    """`build` counts on the meta device (nothing initialised or run): every shipped spec (tiny)
+    gets the params, MACs, per-part rows and output shapes that real tensors give."""
+    from archdsl.analysis.summary import summarize
+
+    sets = [a for o in _tiny_overrides(path) for a in ("--set", o)]
+    rc, out, err = run_cli(capsys, "build", str(path), "--json", "--image-size", "64", "--batch-size", "3", *sets)
+    assert rc == 0, err
+    info = json.loads(out)
+    torch.manual_seed(0)
+    real = summarize(build_model(path, _tiny_overrides(path)).eval(), 64)
+    assert (info["params"], info["macs"]) == (real["params"], real["macs"])
+    assert [(r["name"], r["output_shape"], r["params"], r["macs"]) for r in info["stages"]] == \
+        [(r["name"], r["output_shape"], r["params"], r["macs"]) for r in real["rows"]]
+    assert info["output_shape"] == [3] + real["output_shape"][1:]
+
+
+def test_build_features_only_gives_one_shape_per_output_at_the_batch(capsys):
+    rc, out, err = run_cli(capsys, "build", str(ROOT / "specs" / "mlla_t.yaml"), "--json", "--features-only",
+                           "--image-size", "64", "--batch-size", "2", "--set", "stages.embed_dim=16",
+                           "--set", "stages.depths=[1,1,1,1]", "--set", "stages.heads=[1,1,1,1]")
+    assert rc == 0, err
+    shapes = json.loads(out)["output_shape"]
+    real = build_model(ROOT / "specs" / "mlla_t.yaml", ["stages.embed_dim=16", "stages.depths=[1,1,1,1]",
+                                                       "stages.heads=[1,1,1,1]"], features_only=True).eval()
+    with torch.no_grad():
+        assert shapes == [list(f.shape) for f in real(torch.zeros(2, 3, 64, 64))]

@@ -15,6 +15,7 @@ from torch import nn
 
 from archdsl.analysis.summary import SizeT, count_macs
 from archdsl.layers.mixers.linear_attention import LinearAttention
+from archdsl.layers.mixers.multi_scan_ssm import MultiScanSSM
 from archdsl.layers.mixers.selective_ssm import SelectiveSSM
 
 __all__ = ["SCAN_MACS_PER_ELEMENT", "register_scan_cost", "scan_cost", "count_macs_with_scan"]
@@ -50,6 +51,12 @@ def _linear_attention(mod: Any, tokens: int) -> int:
 def _selective_ssm(mod: Any, tokens: int) -> int:
     """Mamba's S6 scan: D = width, N = d_state, once per scan direction."""
     return SCAN_MACS_PER_ELEMENT * tokens * int(mod.dim) * int(mod.d_state) * len(mod.directions)
+
+
+@register_scan_cost(MultiScanSSM)
+def _multi_scan_ssm(mod: Any, tokens: int) -> int:
+    """One S6 scan per path over the padded sequence (L' >= tokens, the length of the last forward)."""
+    return SCAN_MACS_PER_ELEMENT * max(int(mod.scan_length), tokens) * int(mod.dim) * int(mod.d_state) * len(mod.paths)
 
 
 def count_macs_with_scan(model: nn.Module, input_size: SizeT | None = None) -> Tuple[int, int]:

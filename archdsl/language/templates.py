@@ -17,7 +17,9 @@ Substitution (done per stage by the compiler through :meth:`BlockTemplate.instan
 :func:`substitute`): a string that is exactly ``$name`` becomes the variable's value (any type);
 a string with ``$names``, numbers, ``+ - * / // % **``, parentheses and ``int() float() round() min()
 max()`` is evaluated as arithmetic (``$dim * 2``, ``int($dim * $mlp_ratio)``); any other string with
-``$name`` in it is interpolated as text (``stage$stage``); ``$$`` is a literal ``$``.
+``$name`` in it is interpolated as text (``stage$stage``); ``$$`` is a literal ``$``. A string that
+is exactly ``$name[i]...`` (each ``i`` an arithmetic expression) is an item of a list variable, of
+any type (``$paths[$stage][$index]``: one value per block).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ MERGES = ("mul", "add", "concat")
 TYPE_NAMES = ("int", "float", "number", "str", "bool", "list", "dict", "any")
 _TEMPLATE_KEYS = ("block", "params", "body", "doc")
 _VAR = re.compile(r"\$(\$|[A-Za-z_][A-Za-z0-9_]*)")
+_INDEXED = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])+)")
 
 
 @dataclass
@@ -399,6 +402,9 @@ def _expand(text: str, variables: dict, path: PathT, locate: Callable[[PathT], d
     whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", text.strip())
     if whole:
         return copy.deepcopy(variables[whole.group(1)])
+    indexed = _INDEXED.fullmatch(text.strip())
+    if indexed:
+        return _item(indexed, variables, locate(path))
     if names and "$$" not in text:
         rest = _VAR.sub(" ", text)
         if re.fullmatch(r"[\d\s.+\-*/%(),]*", re.sub(r"\b(int|round|min|max|float)\b", " ", rest)):
@@ -412,6 +418,23 @@ def _expand(text: str, variables: dict, path: PathT, locate: Callable[[PathT], d
             except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
                 raise SpecError(f"cannot evaluate {shown!r}: {e}", **locate(path)) from None
     return _VAR.sub(lambda m: "$" if m.group(1) == "$" else str(variables[m.group(1)]), text)
+
+
+def _item(m: re.Match, variables: dict, at: dict) -> Any:
+    """``$name[i][j]...``: the item of the list variable ``name`` (each index an arithmetic expression)."""
+    value, shown = variables[m.group(1)], "$" + m.group(1)
+    env = {f"__v_{k}": v for k, v in variables.items()}
+    for sub in re.findall(r"\[([^\[\]]+)\]", m.group(2)):
+        try:
+            i = _arith(_parse_expr(_VAR.sub(lambda v: f"__v_{v.group(1)}", sub).strip()), env)
+        except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise SpecError(f"cannot evaluate the index [{sub}] of {shown}: {e}", **at) from None
+        if not isinstance(value, list):
+            raise SpecError(f"{shown} is {_kind(value)}, not a list: it cannot be indexed with [{sub}]", **at)
+        if not isinstance(i, int) or not -len(value) <= i < len(value):
+            raise SpecError(f"index [{sub}] = {i!r} is out of range for {shown} (a list of {len(value)})", **at)
+        value, shown = value[i], f"{shown}[{sub}]"
+    return copy.deepcopy(value)
 
 
 def substitute(node: Any, variables: dict, locate: Callable[[PathT], dict], path: PathT = ()) -> Any:

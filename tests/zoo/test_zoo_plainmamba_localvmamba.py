@@ -230,7 +230,7 @@ def test_template_list_items():
 
 
 # ---------------------------------------------------------------- the specs
-SPECS = {"plainmamba_l1": (7_551_656, 3.0)}
+SPECS = {"plainmamba_l1": (7_551_656, 3.0), "localvmamba_t": (25_527_160, 5.7)}
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -250,3 +250,13 @@ def test_plainmamba_layer_zero_alone_has_the_dwconv():
     model = build_model(str(ZOO / "plainmamba_l1.yaml"), ["depth=3", "dim=16", "mixer.dt_rank=1"], device="meta")
     keys = [k for k in model.state_dict() if ".dw." in k or ".dw_norm." in k]
     assert keys and all(k.startswith("stages.0.blocks.0.") for k in keys)
+
+
+def test_localvmamba_blocks_scan_their_searched_directions():
+    model = build_model(str(ZOO / "localvmamba_t.yaml"), device="meta")
+    ssm = {(s, b): blk.ssm for s, st in enumerate(model.stages) for b, blk in enumerate(st.blocks)}
+    assert len(ssm) == 15 and all(m.attn is not None and not m.attn.spatial for m in ssm.values())
+    assert ssm[0, 0].paths == ("row", "row_reverse", "window7", "window7_reverse")
+    assert ssm[2, 8].paths == ("col_reverse", "window2_reverse", "window7", "window7_reverse")
+    assert ssm[3, 0].paths == ("row_reverse", "col_reverse", "window2_reverse", "window7_reverse")
+    assert (ssm[3, 1].dim, ssm[3, 1].dt_rank) == (1536, 48)  # dt_rank of the block width 768

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _print_options(kind: str, name: str, as_json: bool) -> int:
     from archdsl.cli import UserError
-    from archdsl.compiler.component_schema import component_options
+    from archdsl.compiler.component_schema import component_options, option_type_text
     from archdsl.errors import SpecError
 
     if kind == "primitive":
@@ -50,8 +50,7 @@ def _print_options(kind: str, name: str, as_json: bool) -> int:
         return 0
     print(f"{kind} {name}:" + ("" if opts else " (no options)"))
     for o in opts:
-        typ = o["schema"].get("type") or " | ".join(
-            str(a.get("type", a.get("enum", "any"))) for a in o["schema"].get("anyOf", [])) or "any"
+        typ = option_type_text(o["schema"])
         default = "required" if o["required"] else f"default {o['default']!r}"
         print(f"  {o['name']}: {typ} ({default})")
     return 0

@@ -21,7 +21,7 @@ from archdsl import registry
 from archdsl.language.schema import json_schema
 from archdsl.language.templates import BUILTIN_DIR, Required, builtin_template_names, load_template_file
 
-__all__ = ["POSITIONAL", "component_options", "spec_json_schema", "REF_FIELDS"]
+__all__ = ["POSITIONAL", "component_options", "spec_json_schema", "REF_FIELDS", "option_type_text"]
 
 # constructor arguments the compiler passes positionally (not options), per kind
 POSITIONAL = {"mixer": ("dim",), "stem": ("in_chans", "dim"), "downsample": ("dim_in", "dim_out"),
@@ -149,9 +149,15 @@ def _first_paragraph(obj: Any) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
+def option_type_text(schema: Dict[str, Any], sep: str = " | ") -> str:
+    """An option's JSON schema in short: its type, its enum values, or the ``sep``-joined union."""
+    def one(a: Dict[str, Any]) -> str:
+        return str(a.get("type", a.get("enum", "any")))
+    return one(schema) if "type" in schema or "enum" in schema else sep.join(map(one, schema.get("anyOf", []))) or "any"
+
+
 def _option_text(o: Dict[str, Any]) -> str:
-    s = o["schema"]
-    typ = s.get("type") or " \\| ".join(str(a.get("type", "any")) for a in s.get("anyOf", [])) or "any"
+    typ = option_type_text(o["schema"], " \\| ")
     return f"`{o['name']}` ({typ}, " + ("required)" if o["required"] else f"default `{o['default']!r}`)")
 
 

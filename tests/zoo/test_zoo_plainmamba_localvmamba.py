@@ -5,6 +5,8 @@ and each spec's exact official parameter count and MACs."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,19 @@ def test_localvmamba_blocks_scan_their_searched_directions():
     assert ssm[2, 8].paths == ("col_reverse", "window2_reverse", "window7", "window7_reverse")
     assert ssm[3, 0].paths == ("row_reverse", "col_reverse", "window2_reverse", "window7_reverse")
     assert (ssm[3, 1].dim, ssm[3, 1].dt_rank) == (1536, 48)  # dt_rank of the block width 768
+
+
+def test_the_json_schema_knows_the_new_components(tmp_path):
+    pytest.importorskip("check_jsonschema")
+    schema = tmp_path / "archdsl-spec.schema.json"
+    assert main(["schema", "--out", str(schema)]) == 0
+    base = "layout: isotropic\nblock: mamba\ndim: 8\ndepth: 1\n"
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(base + "stem: {type: conv_patch_embed, num_convs: 2}\n"
+                           "mixer: {type: multi_scan_ssm, paths: [zigzag_row, window7], project: grid}\n")
+    bad.write_text(base + "stem: {type: conv_patch_embed, num_conv: 2}\nmixer: {type: multi_scan_ssm, project: grids}\n")
+    r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--schemafile", str(schema), str(good), str(bad)],
+                       capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "good.yaml" not in out
+    assert "bad.yaml::$.stem" in out and "bad.yaml::$.mixer" in out

@@ -28,7 +28,7 @@ d_model defaults to C), S = d_state.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 from torch import nn
@@ -63,7 +63,8 @@ class MultiScanSSM(TokenModule):
 
     def __init__(self, dim: int, heads: int = 1, paths: Sequence[str] | str = ("row",), d_state: int = 16,
                  dt_rank: int | str = "auto", d_model: Optional[int] = None, shared: bool = False,
-                 direction_tokens: bool = False, project: str = "scan", merge_attn: Optional[str] = None,
+                 direction_tokens: bool = False, project: Literal["scan", "grid"] = "scan",
+                 merge_attn: Optional[Literal["channel", "channel_spatial"]] = None,
                  attn_ratio: float = 0.125, dt_bias_twice: bool = False, dt_min: float = 0.001, dt_max: float = 0.1,
                  dt_init_floor: float = 1e-4, dt_scale: float = 1.0):
         super().__init__()

@@ -17,13 +17,13 @@ in its real (cos, sin) form (ONNX has no complex type).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
+
+from archdsl.files import write_atomic
 
 __all__ = ["ExportError", "dynamic_shapes", "export_program", "export_onnx", "save_program", "save_onnx",
            "example_input", "output_names"]
@@ -115,25 +115,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool 
                    "torch.onnx.export (dynamo)", dynamic_hw)
 
 
-def _atomic(path: str, suffix: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then ``os.replace`` it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_program(program: "torch.export.ExportedProgram", path: str) -> None:
     """``torch.export.save`` atomically (load with ``torch.export.load(path).module()``)."""
-    _atomic(path, ".pt2", lambda tmp: torch.export.save(program, tmp))
+    write_atomic(path, lambda tmp: torch.export.save(program, tmp), suffix=".pt2")
 
 
 def save_onnx(onnx_program: Any, path: str) -> None:
     """Write an ``ONNXProgram`` atomically as one self-contained ``.onnx`` file."""
-    _atomic(path, ".onnx", lambda tmp: onnx_program.save(tmp, external_data=False))
+    write_atomic(path, lambda tmp: onnx_program.save(tmp, external_data=False), suffix=".onnx")

@@ -10,7 +10,7 @@ ROOT = Path(archdsl.__file__).parent
 
 # bottom -> top; keep in sync with docs/architecture.md
 ORDER = [
-    ["archdsl.errors"],
+    ["archdsl.errors", "archdsl.files"],
     ["archdsl.registry"],
     ["archdsl.ops"],
     ["archdsl.layers"],

@@ -29,6 +29,7 @@ from torch.utils.flop_counter import flop_registry
 
 from archdsl.analysis.scan_macs import scan_cost
 from archdsl.errors import SpecError, did_you_mean
+from archdsl.files import write_atomic
 from archdsl.language.schema import locate_in
 from archdsl.language.yaml_loader import load_yaml_file, parse_path
 
@@ -97,15 +98,7 @@ def _check_profile(prof: DeviceProfile, locate: Any) -> None:
 
 def save_profile(prof: DeviceProfile, path: str | Path) -> None:
     """Write ``prof`` as YAML atomically (a temporary file, then ``os.replace``)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(asdict(prof), f, sort_keys=False)
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(asdict(prof), sort_keys=False), suffix=".yaml")
 
 
 @dataclass

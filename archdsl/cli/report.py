@@ -24,13 +24,12 @@ import argparse
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from archdsl.cli import UserError
 from archdsl.cli.options import add_overrides_argument
+from archdsl.files import write_atomic
 
 PARAMS_TOL_M = 1.0             # a paper row without official count: within ±1M parameters
 GMACS_TOL = 0.15               # ... and ±0.15 GMACs
@@ -177,21 +176,6 @@ def to_csv(rows: List[Dict[str, Any]]) -> str:
     for r in rows:
         w.writerow({k: r.get(k) for k in keys})
     return buf.getvalue()
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _print_table(rows: List[Dict[str, Any]], settings: Optional[Dict[str, Any]]) -> None:

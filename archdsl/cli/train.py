@@ -81,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
     from archdsl.compiler import build_model
     from archdsl.data import DataError
+    from archdsl.files import write_atomic
     from archdsl.language import dump_resolved, load_spec, resolved_data
     from archdsl.train import NonFiniteLossError, dump_recipe, train
     from archdsl.train.checkpoint import check_compatible
     from archdsl.train.data import load_training_data
     from archdsl.train.distributed import setup, teardown
-    from archdsl.train.metrics import write_text_atomic
 
     out = Path(args.out)
     recipe = _recipe(args)
@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if dist.main else (lambda s: None)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "spec.yaml", dump_resolved(spec))
-        write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
+        write_atomic(out / "spec.yaml", dump_resolved(spec))
+        write_atomic(out / "recipe.yaml", dump_recipe(recipe))
         log(f"archdsl train: {spec.name} on {data.describe()}; {dist.world} process(es) on {dist.device}; "
             f"batch {recipe.batch_size}, lr {recipe.peak_lr():.3g}" + (f"; resuming {where}" if ckpt else ""))
     torch.manual_seed(recipe.seed)

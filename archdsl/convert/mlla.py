@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -41,6 +40,7 @@ from torch import nn
 from archdsl.convert.checkpoint import read_checkpoint
 from archdsl.convert.fit import fit_state_dict
 from archdsl.errors import SpecError
+from archdsl.files import write_atomic
 from archdsl.layers.mlla import MLLAMerge, MLLAStem
 
 __all__ = ["load_checkpoint", "convert_mlla_state_dict", "load_official_mlla", "save_state_dict",
@@ -237,20 +237,9 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str) -> None:
     """Write ``state`` with ``torch.save`` atomically (a temporary file in the same folder, then
     ``os.replace``), so an interrupted run never leaves a half-written file. A folder, a read-only
     place or a full disk is a :class:`SpecError` naming ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise SpecError(f"cannot write {path}: it is a directory (give a file name, e.g. {path}/weights.pt)")
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    except OSError as e:
+        write_atomic(path, lambda tmp: torch.save(dict(state), tmp), suffix=".pt")
+    except OSError as e:  # disk full, read-only place, ...
         raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        torch.save(dict(state), tmp)
-        os.replace(tmp, path)
-    except OSError as e:  # disk full, read-only file, ...
-        raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:  # nothing half-written is left (after os.replace the temporary name is gone)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -30,8 +30,9 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
+from archdsl.files import write_atomic
 from archdsl.search.objective import TrialContext, seed_stats, train_seeds
-from archdsl.search.results import _csv, write_atomic
+from archdsl.search.results import _csv
 from archdsl.train import TrainConfig
 
 __all__ = ["select_trials", "check_fidelity", "fidelity_summary", "FIDELITY_COLUMNS"]

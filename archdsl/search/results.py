@@ -6,41 +6,24 @@ trials on the study's objectives; with a single objective it is the best trial(s
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["write_atomic", "pareto_front", "study_front", "trial_rows", "export_results", "results_table", "is_feasible",
+from archdsl.files import write_atomic
+
+__all__ = ["pareto_front", "study_front", "trial_rows", "export_results", "results_table", "is_feasible",
            "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("number", "state", "feasible", "mixer", "block", "rung", "epochs", "accuracy", "accuracy_std",
                   "images_per_s", "params", "macs", "train_seconds", "duplicate_of", "promoted_from", "fail_reason")
 _ATTR = {"accuracy": "accuracy", "throughput": "images_per_s", "params": "params", "macs": "macs"}
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def is_feasible(t: FrozenTrial) -> bool:

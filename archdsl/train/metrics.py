@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["EPOCH_COLUMNS", "write_text_atomic", "write_metrics", "write_steps", "plot_curves"]
+from archdsl.files import write_atomic
+
+__all__ = ["EPOCH_COLUMNS", "write_metrics", "write_steps", "plot_curves"]
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "val_top1", "val_top5", "ema_top1", "ema_top5", "lr", "images_per_s",
                  "seconds")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _csv(columns: Sequence[str], rows: Sequence[dict]) -> str:
@@ -35,13 +28,13 @@ def _csv(columns: Sequence[str], rows: Sequence[dict]) -> str:
 
 def write_metrics(out: Path, history: Sequence[dict]) -> None:
     """``metrics.csv``: epoch, train_loss, val_top1, val_top5 (percent), ema_top1/5, lr, images_per_s, seconds."""
-    write_text_atomic(out / "metrics.csv", _csv(EPOCH_COLUMNS, history))
+    write_atomic(out / "metrics.csv", _csv(EPOCH_COLUMNS, history))
 
 
 def write_steps(out: Path, losses: Sequence[float], lrs: Sequence[float]) -> None:
     """``steps.csv``: step (1-based optimizer step), loss (mean over the global batch), lr."""
     rows = [{"step": i + 1, "loss": repr(float(loss)), "lr": lr} for i, (loss, lr) in enumerate(zip(losses, lrs))]
-    write_text_atomic(out / "steps.csv", _csv(("step", "loss", "lr"), rows))
+    write_atomic(out / "steps.csv", _csv(("step", "loss", "lr"), rows))
 
 
 def plot_curves(out: Path, history: Sequence[dict], steps_per_epoch: int, losses: Sequence[float]) -> None:
@@ -67,7 +60,4 @@ def plot_curves(out: Path, history: Sequence[dict], steps_per_epoch: int, losses
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (%)", title="accuracy")
     ax_acc.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=out)
-    os.close(fd)
-    fig.savefig(tmp)
-    os.replace(tmp, out / "curves.png")
+    write_atomic(out / "curves.png", fig.savefig, suffix=".png")

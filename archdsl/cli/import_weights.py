@@ -1,7 +1,8 @@
 """``archdsl import-weights --from {mlla,timm} CHECKPOINT --spec SPEC [--set K=V ...] [--features-only] --out OUT.pt``
 
 Builds SPEC (with the overrides), converts the checkpoint's state dict (official MLLA layout, or a
-timm model's ``state_dict()``, e.g. swin_tiny_patch4_window7_224; optionally under "model") to the
+timm model's ``state_dict()``: swin_tiny_patch4_window7_224, convnext_tiny, vit_small_patch16_224 /
+deit_small_patch16_224; optionally under "model") to the
 compiled model's keys, loads it strictly to prove it fits, and writes the
 plain state dict atomically to OUT.pt (``archdsl build SPEC --weights OUT.pt`` loads it).
 ``--features-only`` converts for the backbone with per-output norms (official detection /

@@ -1,5 +1,5 @@
 """timm interop through timm itself: shipped specs in timm's registry, a user spec in one call, and
-`archdsl import-weights --from timm` giving exactly timm's logits."""
+`archdsl import-weights --from timm` giving exactly timm's logits (swin, convnext, vit / deit)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ timm = pytest.importorskip("timm")
 import archdsl  # noqa: E402
 from archdsl.cli import main  # noqa: E402
 from archdsl.compiler import build_model  # noqa: E402
+from archdsl.convert import convert_timm_state_dict  # noqa: E402
 from archdsl.integrations import timm as archdsl_timm  # noqa: E402  (importing it registers the shipped specs)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,71 @@ def test_import_weights_from_timm_swin_t_gives_its_logits(tmp_path, capsys):
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), atol=1e-4, rtol=0)
+
+
+# (spec, timm name, timm kwargs of a tiny model, the same as --set lines, input size)
+_TINY_VIT = (dict(img_size=32, embed_dim=32, depth=2, num_heads=2), ["image_size=32", "dim=32", "depth=2", "heads=2"])
+TIMM_ZOO = [
+    ("zoo/convnext_t.yaml", "convnext_tiny", dict(dims=(16, 32, 64, 128), depths=(1, 1, 2, 1)),
+     ["stages.embed_dim=16", "stages.depths=[1,1,2,1]"], (64, 96)),
+    ("zoo/vit_s16.yaml", "vit_small_patch16_224", *_TINY_VIT, (32, 32)),
+    ("zoo/deit_s.yaml", "deit_small_patch16_224", *_TINY_VIT, (32, 32)),
+]
+
+
+@pytest.mark.parametrize("spec, name, kwargs, overrides, size", TIMM_ZOO, ids=[c[1] for c in TIMM_ZOO])
+def test_import_weights_from_timm_zoo_gives_its_logits(tmp_path, capsys, spec, name, kwargs, overrides, size):
+    ref = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).eval()
+    with torch.no_grad():  # every tensor distinct (timm's layer scale 1e-6 would hide a wrong block mapping)
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    ckpt, out = tmp_path / "timm.pth", tmp_path / "archdsl.pt"
+    torch.save(ref.state_dict(), ckpt)
+    sets = [a for o in [*overrides, "num_classes=10"] for a in ("--set", o)]
+    rc = main(["import-weights", "--from", "timm", str(ckpt), "--spec", str(ROOT / "specs" / spec), *sets,
+               "--out", str(out), "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["tensors"] == len(ref.state_dict())
+    model = build_model(ROOT / "specs" / spec, [*overrides, "num_classes=10"]).eval()
+    model.load_state_dict(torch.load(out, weights_only=True))
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = ref(x)
+        assert expected.std() > 0.1  # the logits depend on the input, so equality below means something
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("spec, name, moved", [
+    ("zoo/convnext_t.yaml", "convnext_tiny", {"stages.1.downsample.1.weight": "stages.0.downsample.conv.weight",
+                                               "stages.3.downsample.0.bias": "stages.2.downsample.norm.bias",
+                                               "stages.2.blocks.8.gamma": "stages.2.blocks.8.ls.gamma",
+                                               "stem.1.weight": "stem.norm.weight"}),
+    ("zoo/vit_s16.yaml", "vit_small_patch16_224", {"pos_embed": "pos_embed.0.pos", "cls_token": "cls_token.token",
+                                                   "blocks.11.attn.qkv.weight": "stages.0.blocks.11.attn.qkv.weight",
+                                                   "head.weight": "head.fc.weight", "norm.bias": "head.norm.bias"}),
+    ("zoo/deit_s.yaml", "deit_small_patch16_224", {"patch_embed.proj.weight": "stem.proj.weight"}),
+], ids=["convnext_tiny", "vit_small_patch16_224", "deit_small_patch16_224"])
+def test_full_size_timm_checkpoints_map_key_for_key(spec, name, moved):
+    """Full-size timm models on the meta device (no memory, no forward): every key maps to a model key
+    of the same shape, and the model's keys come out in its own order."""
+    with torch.device("meta"):
+        ref = timm.create_model(name, pretrained=False)
+        model = build_model(ROOT / "specs" / spec)
+    state = ref.state_dict()
+    converted = convert_timm_state_dict(state, model)
+    assert list(converted) == list(model.state_dict()) and len(converted) == len(state)
+    for src, dst in moved.items():
+        assert converted[dst] is state[src]
+
+
+def test_a_distilled_deit_checkpoint_names_its_extra_token():
+    with torch.device("meta"):
+        ref = timm.create_model("deit_small_distilled_patch16_224", pretrained=False)
+        model = build_model(ROOT / "specs" / "zoo" / "deit_s.yaml")
+    with pytest.raises(archdsl.SpecError) as e:
+        convert_timm_state_dict(ref.state_dict(), model)
+    assert str(e.value).startswith("timm vit weights do not fit the model: unexpected in the checkpoint: "
+                                   "dist_token, head_dist.weight, head_dist.bias; shape mismatch: pos_embed "
+                                   "(1, 198, 384) vs model pos_embed.0.pos (1, 197, 384)")
 
 
 def test_import_weights_from_timm_names_what_does_not_fit(tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch
 
 from archdsl.analysis.summary import count_params
 from archdsl.compiler import build_model
+from archdsl.convert import convert_timm_state_dict
 from archdsl.language import load_spec
 
 ZOO = Path(__file__).resolve().parents[2] / "specs" / "zoo"
@@ -60,41 +61,31 @@ def _same_logits(ours, ref, size):
         torch.testing.assert_close(ours.eval()(img), ref.eval()(img), rtol=1e-4, atol=1e-4)
 
 
+def _randomised(ref):
+    """Every weight of a timm model perturbed (its 1e-6 layer scale would hide a block, its unit norms a
+    swapped norm), so equal logits mean equal functions."""
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return ref
+
+
 def test_convnext_matches_timm():
-    depths = (1, 2, 1, 1)
-    ref = timm.create_model("convnext_tiny", pretrained=False, depths=depths, dims=(8, 16, 32, 64), num_classes=5)
+    """Weights mapped by the converter (``archdsl import-weights --from timm``, convert/timm.py)."""
+    ref = _randomised(timm.create_model("convnext_tiny", pretrained=False, depths=(1, 2, 1, 1), dims=(8, 16, 32, 64),
+                                        num_classes=5))
     ours = build_model(str(ZOO / "convnext_t.yaml"), ["stages.embed_dim=8", "stages.depths=[1,2,1,1]",
                                                        "num_classes=5", "image_size=64"])
-    r = ref.state_dict()
-    mods = {"stem.proj": "stem.0", "stem.norm": "stem.1", "head.norm": "head.norm", "head.fc": "head.fc"}
-    for s in range(3):  # our downsampler ends stage s, timm's starts stage s + 1
-        mods.update({f"stages.{s}.downsample.norm": f"stages.{s + 1}.downsample.0",
-                     f"stages.{s}.downsample.conv": f"stages.{s + 1}.downsample.1"})
-    gammas = {}
-    for s, depth in enumerate(depths):
-        for b in range(depth):
-            pre = f"stages.{s}.blocks.{b}."
-            mods.update({pre + k: pre + k for k in ("conv_dw", "norm", "mlp.fc1", "mlp.fc2")})
-            gammas[pre + "ls.gamma"] = torch.randn_like(r[pre + "gamma"])  # not 1e-6, so the scale is seen
-            r[pre + "gamma"].copy_(gammas[pre + "ls.gamma"])
-    m = {**_weights_and_biases(r, mods), **gammas}
-    ref.load_state_dict(r)
-    _load(ours, m)
+    ours.load_state_dict(convert_timm_state_dict(ref.state_dict(), ours))
     _same_logits(ours, ref, 64)
 
 
 def test_vit_matches_timm_with_the_class_token():
-    ref = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
-                            depth=2, num_heads=2, num_classes=5)
+    ref = _randomised(timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8,
+                                        embed_dim=32, depth=2, num_heads=2, num_classes=5))
     ours = build_model(str(ZOO / "vit_s16.yaml"), ["image_size=32", "patch_size=8", "dim=32", "depth=2",
                                                     "heads=2", "num_classes=5"])
-    r = ref.state_dict()
-    mods = {"stem.proj": "patch_embed.proj", "head.norm": "norm", "head.fc": "head"}
-    for b in range(2):
-        mods.update({f"stages.0.blocks.{b}.{k}": f"blocks.{b}.{k}"
-                     for k in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")})
-    m = {"cls_token.token": r["cls_token"], "pos_embed.0.pos": r["pos_embed"], **_weights_and_biases(r, mods)}
-    _load(ours, m)
+    ours.load_state_dict(convert_timm_state_dict(ref.state_dict(), ours))
     _same_logits(ours, ref, 32)
 
 

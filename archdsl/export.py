@@ -6,10 +6,13 @@
 
 ``example``: an image batch ``[B, C, H, W]`` (B >= 2, so the batch is not specialised to 1).
 A dynamic batch works for every shipped spec. A dynamic height / width is asked for in steps of
-``model.reduction`` (the total stride) and needs ops that follow the real grid symbolically (RoPE,
-LePE / CPE convolutions, global attention, patch embedding / merging, MLLA stem / merge: MLLA-T is
-tested); Swin windows, APE and causal scans decide on the concrete size in Python (docs/export.md),
-and :func:`export_program` raises :class:`ExportError` with torch's first line of reason then.
+``model.reduction`` (the total stride), at least two steps, and needs ops that follow the real grid
+symbolically (RoPE, APE, LePE / CPE convolutions, global attention, patch embedding / merging, the
+MLLA stem / merge, ConvNeXt / MambaOut blocks). A module whose ``fixed_size_reason()`` says why it
+cannot (Swin windows, causal scans: ``archdsl.layers.base.TokenModule``) is refused before tracing,
+naming the module; and a traced program whose shape guards still pin a size (Python control flow
+on the concrete size that no module declared) is refused after tracing, quoting the guard, instead
+of returning a program that fails at other sizes (docs/export.md).
 
 Tracing never reads or fills archdsl's eager caches (RoPE / window / scan tables:
 ``archdsl.ops.tracing``), so eager calls after an export return real tensors, and RoPE is traced
@@ -18,7 +21,7 @@ in its real (cos, sin) form (ONNX has no complex type).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -26,7 +29,7 @@ from torch import nn
 from archdsl.files import write_atomic
 
 __all__ = ["ExportError", "dynamic_shapes", "export_program", "export_onnx", "save_program", "save_onnx",
-           "example_input", "output_names"]
+           "example_input", "output_names", "fixed_size_modules"]
 
 
 class ExportError(ValueError):
@@ -43,14 +46,15 @@ def example_input(model: nn.Module, batch: int = 2, image_size: Optional[int] = 
 
 def dynamic_shapes(model: nn.Module, *, dynamic_batch: bool = True, dynamic_hw: bool = False) -> Dict[str, Any]:
     """``dynamic_shapes`` for ``model(img)``: batch 1..4096; H and W any multiple of the model's total
-    stride (``model.reduction``, 1 when unknown) up to 8192."""
+    stride (``model.reduction``, 1 when unknown) from two strides up to 8192 (a trace specialises a
+    grid of one step: the last stage would be 1 x n)."""
     dims: Dict[int, Any] = {}
     if dynamic_batch:
         dims[0] = torch.export.Dim("batch", min=1, max=4096)
     if dynamic_hw:
         r = int(getattr(model, "reduction", None) or 1)
-        dims[2] = r * torch.export.Dim("h_steps", min=1, max=8192 // r)
-        dims[3] = r * torch.export.Dim("w_steps", min=1, max=8192 // r)
+        dims[2] = r * torch.export.Dim("h_steps", min=2, max=8192 // r)
+        dims[3] = r * torch.export.Dim("w_steps", min=2, max=8192 // r)
     return {"img": dims or None}
 
 
@@ -63,6 +67,55 @@ def _check_example(model: nn.Module, example: torch.Tensor, dynamic_batch: bool,
     if dynamic_hw and (h % r or w % r or h < 2 * r or w < 2 * r):
         raise ExportError(f"a dynamic height / width is exported in steps of the total stride {r}: the example "
                           f"size {h}x{w} must be a multiple of it and at least {2 * r} (one step is specialised)")
+    if dynamic_hw:
+        _refuse_fixed_size_modules(model)
+
+
+def fixed_size_modules(model: nn.Module) -> List[Tuple[str, str]]:
+    """``(module name, reason)`` for every submodule whose ``fixed_size_reason()`` is not None: the
+    modules that keep a traced program from taking another height / width."""
+    found = []
+    for name, module in model.named_modules():
+        reason = getattr(module, "fixed_size_reason", None)
+        reason = reason() if callable(reason) else None
+        if reason:
+            found.append((name, f"{type(module).__name__}: {reason}"))
+    return found
+
+
+def _refuse_fixed_size_modules(model: nn.Module) -> None:
+    found = fixed_size_modules(model)
+    if found:
+        name, reason = found[0]
+        more = f" (and {len(found) - 1} more module(s))" if len(found) > 1 else ""
+        raise ExportError(f"a dynamic height / width is not possible for this model: {name} ({reason}){more}; "
+                          f"export at a fixed size (--image-size), one file per size")
+
+
+def _probe_sizes(example: torch.Tensor, model: nn.Module, r: int) -> Iterable[Tuple[int, int]]:
+    """Heights / widths a dynamic-H/W program must take: 2..9, 16 and 33 strides each way, the example,
+    and the model's default input size (rounded up to the stride)."""
+    steps = (2, 3, 4, 5, 6, 7, 8, 9, 16, 33)
+    sizes = [(r * a, r * b) for a in steps for b in steps]
+    _, h, w = getattr(model, "default_input_size", (3, 2 * r, 2 * r))
+    return [tuple(example.shape[2:]), (-(-h // r) * r, -(-w // r) * r), *sizes]
+
+
+def _refuse_pinned_sizes(program: "torch.export.ExportedProgram", model: nn.Module, example: torch.Tensor) -> None:
+    """Run the program's input guards (``ExportedProgram.module()._guards_fn``: shapes only, no
+    compute) at :func:`_probe_sizes`; the first size refused is an ExportError quoting the guard."""
+    guards = getattr(program.module(), "_guards_fn", None)
+    if guards is None:  # a torch without input guards in the module: nothing to check here
+        return
+    r = int(getattr(model, "reduction", None) or 1)
+    b, c = example.shape[:2]
+    for h, w in _probe_sizes(example, model, r):
+        try:
+            guards(example[:, :, :1, :1].expand(b, c, h, w))  # a stride-0 view: the sizes, no memory
+        except AssertionError as e:
+            raise ExportError(f"torch.export kept the height / width dynamic but the program does not take "
+                              f"{h}x{w} ({_first_line(e)}): an op decides on the concrete size in Python; "
+                              f"export at a fixed size (--image-size)") from e
 
 
 def output_names(model: nn.Module) -> List[str]:
@@ -97,8 +150,11 @@ def export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bo
     _check_example(model, example, dynamic_batch, dynamic_hw)
     model.eval()
     shapes = dynamic_shapes(model, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw)
-    return _traced(lambda: torch.export.export(model, (example,), dynamic_shapes=shapes),
-                   "torch.export", dynamic_hw)
+    program = _traced(lambda: torch.export.export(model, (example,), dynamic_shapes=shapes),
+                      "torch.export", dynamic_hw)
+    if dynamic_hw:
+        _refuse_pinned_sizes(program, model, example)
+    return program
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = True,
@@ -109,10 +165,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool 
     model.eval()
     shapes = dynamic_shapes(model, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw)
     kwargs = {} if opset_version is None else {"opset_version": opset_version}
-    return _traced(lambda: torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes,
-                                             input_names=["img"], output_names=output_names(model),
-                                             verbose=False, **kwargs),
-                   "torch.onnx.export (dynamo)", dynamic_hw)
+    onnx_program = _traced(lambda: torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes,
+                                                     input_names=["img"], output_names=output_names(model),
+                                                     verbose=False, **kwargs),
+                           "torch.onnx.export (dynamo)", dynamic_hw)
+    if dynamic_hw and getattr(onnx_program, "exported_program", None) is not None:
+        _refuse_pinned_sizes(onnx_program.exported_program, model, example)
+    return onnx_program
 
 
 def save_program(program: "torch.export.ExportedProgram", path: str) -> None:

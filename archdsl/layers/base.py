@@ -6,7 +6,7 @@ that act on the channel dim alone (Linear, LayerNorm, activations) are wrapped b
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,12 @@ class TokenModule(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def fixed_size_reason(self) -> Optional[str]:
+        """Why a trace of this module holds only for the traced grid size (Python control flow on
+        the concrete H, W), so ``torch.export`` cannot keep height / width dynamic; None when the
+        module follows any grid symbolically (``archdsl.export`` refuses a dynamic H / W otherwise)."""
+        return None
 
 
 class Tokenwise(TokenModule):

@@ -95,8 +95,10 @@ class APE(TokenModule):
         nn.init.trunc_normal_(self.pos, std=0.02)
 
     def embedding(self, hw: HW) -> torch.Tensor:
-        """The table for grid ``hw``: [1, H*W (+1), C] (the parameter itself at the base grid)."""
-        if tuple(hw) == self.grid:
+        """The table for grid ``hw``: [1, H*W (+1), C] (the parameter itself at the base grid). A
+        symbolic grid (torch.export with a dynamic H / W) always takes the resize, which is exactly
+        the identity at the base grid, so the trace holds for every size (no guard on the grid)."""
+        if all(type(s) is int for s in hw) and tuple(hw) == self.grid:
             return self.pos
         h0, w0 = self.grid
         table, slot = self.pos, None

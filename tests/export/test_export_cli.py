@@ -33,13 +33,16 @@ def test_export_pt2_with_weights_and_check(tmp_path, capsys):
 
 def test_export_user_errors_are_one_line_exit_2(tmp_path, capsys):
     out = tmp_path / "m.pt2"
+    swin = str(ROOT / "specs" / "swin_t.yaml")
     cases = [
-        (["--dynamic-hw", "--image-size", "48"], "must be a multiple of it"),
-        (["--weights", str(tmp_path / "missing.pt")], "weights file not found"),
-        (["--batch-size", "1"], "a dynamic batch needs an example batch of at least 2"),
+        (SPEC, ["--dynamic-hw", "--image-size", "48"], "must be a multiple of it"),
+        (SPEC, ["--weights", str(tmp_path / "missing.pt")], "weights file not found"),
+        (SPEC, ["--batch-size", "1"], "a dynamic batch needs an example batch of at least 2"),
+        (swin, ["--dynamic-hw", "--image-size", "64"], "a dynamic height / width is not possible for this model: "
+                                                       "stages.0.blocks.0.attn (SoftmaxAttention: Swin windows"),
     ]
-    for extra, message in cases:
-        rc = main(["export", SPEC, "--format", "pt2", "--out", str(out), *TINY, *extra])
+    for spec, extra, message in cases:
+        rc = main(["export", spec, "--format", "pt2", "--out", str(out), *TINY, *extra])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and message in err and "\n" not in err and err.startswith("archdsl export: error:")
     assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file

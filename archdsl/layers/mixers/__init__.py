@@ -17,10 +17,16 @@ from torch import nn
 
 from archdsl.ops.scan_order import BIDIRECTIONAL, CROSS_SCAN_4
 
-__all__ = ["SCAN_ORDERS", "check_dim_heads", "parse_positional", "auto_rank", "init_dt_projection"]
+__all__ = ["SCAN_ORDERS", "SCAN_LOOP_REASON", "check_dim_heads", "parse_positional", "auto_rank",
+           "init_dt_projection"]
 
 # The ``scan_order`` option of the recurrent mixers: its name -> the 2-D scan directions.
 SCAN_ORDERS = {"row": ("row",), "bidirectional": BIDIRECTIONAL, "cross4": CROSS_SCAN_4}
+
+# ``fixed_size_reason`` of the recurrent mixers (ops/selective_scan/chunked.py and
+# ops/gated_linear_attention/chunk.py loop over the chunks in Python while traced)
+SCAN_LOOP_REASON = ("the causal scan is a Python loop over the ceil(L / 16) chunks of the token sequence "
+                    "(L = H*W), carrying the state: a trace fixes the number of iterations, hence H*W")
 
 
 def check_dim_heads(dim: int, heads: int) -> int:

@@ -32,6 +32,7 @@ from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import (
+    SCAN_LOOP_REASON,
     SCAN_ORDERS,
     auto_rank,
     check_dim_heads,
@@ -183,6 +184,11 @@ class LinearAttention(TokenModule):
         if self.forget_gate == "scalar":
             return f"causal chunk_gated_linear_attention ({self.scan_order})"
         return "non-causal linear_attention"
+
+    def fixed_size_reason(self) -> Optional[str]:
+        if self.forget_gate is False:
+            return None
+        return f"forget_gate {self.forget_gate}: {SCAN_LOOP_REASON}"
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:

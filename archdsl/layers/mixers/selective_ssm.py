@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
-from archdsl.layers.mixers import SCAN_ORDERS, auto_rank, init_dt_projection
+from archdsl.layers.mixers import SCAN_LOOP_REASON, SCAN_ORDERS, auto_rank, init_dt_projection
 from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
@@ -99,6 +99,9 @@ class SelectiveSSM(TokenModule):
         dts = [self.dt_proj] if isinstance(self.dt_proj, nn.Linear) else list(self.dt_proj)
         return (torch.stack([m.weight for m in xs]), torch.stack([m.weight for m in dts]),
                 torch.cat([m.bias for m in dts]))
+
+    def fixed_size_reason(self) -> str:
+        return f"selective scan: {SCAN_LOOP_REASON}"
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
         B, N, C = x.shape

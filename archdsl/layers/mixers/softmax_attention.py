@@ -98,6 +98,12 @@ class SoftmaxAttention(TokenModule):
         bias = self.relative_position_bias_table[idx.reshape(-1)].reshape(ws * ws, ws * ws, self.heads)
         return bias.permute(2, 0, 1)
 
+    def fixed_size_reason(self) -> Optional[str]:
+        if not self.window_size:
+            return None
+        return ("Swin windows: the padding to the window size, whether the grid is shifted (one that fits "
+                "one window is not) and the shifted-window mask are decided in Python from the concrete grid")
+
     def effective_shift(self, hw: HW) -> int:
         """The shift used for grid ``hw``: 0 when the whole grid fits in one window."""
         H, W = hw

@@ -1,5 +1,5 @@
-"""archdsl.integrations on CPU: Mask R-CNN over mlla_t (tiny widths) takes a training step on a
-generated 2-image batch with boxes and masks; the UperNet segmenter overfits a generated 8-image toy
+"""archdsl.integrations on CPU: Mask R-CNN over mlla_t and Faster R-CNN over convnext_t (tiny widths)
+each take a training step on a generated 2-image batch with boxes (and masks); the UperNet segmenter overfits a generated 8-image toy
 set (ADE20K-style labels with ignored pixels)."""
 import pytest
 import torch
@@ -50,6 +50,33 @@ def test_fpn_levels_follow_out_indices():
         backbone_with_fpn(SPEC, TINY, out_indices=[4])
 
 
+def _train_step(model, images, targets, loss_names):
+    """One SGD step in train mode: the losses (all finite, >= 0) and the backbone parameters it changed
+    (every backbone parameter must get a finite gradient)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == loss_names
+    assert all(torch.isfinite(v) and v >= 0 for v in losses.values()), losses
+    before = {k: p.detach().clone() for k, p in model.backbone.body.named_parameters()}
+    opt.zero_grad()
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.backbone.body.parameters()]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+    opt.step()
+    return losses, [k for k, p in model.backbone.body.named_parameters() if not torch.equal(p, before[k])]
+
+
+def _batch(num_classes):
+    g = torch.Generator().manual_seed(0)
+    sizes = [(72, 96), (80, 64)]
+    images = [torch.rand(3, h, w, generator=g) for h, w in sizes]
+    return images, _targets(g, sizes, num_classes)
+
+
+RPN_LOSSES = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+
+
 def test_mask_rcnn_train_step_on_generated_batch():
     torch.manual_seed(0)
     num_classes, width = 4, 32
@@ -59,28 +86,40 @@ def test_mask_rcnn_train_step_on_generated_batch():
                       box_head=TwoMLPHead(width * 7 * 7, 64), box_predictor=FastRCNNPredictor(64, num_classes),
                       **SMALL_RCNN)
     assert isinstance(model, MaskRCNN) and model.backbone.body.feature_info.channels() == [16, 32, 64, 128]
-    g = torch.Generator().manual_seed(0)
-    sizes = [(72, 96), (80, 64)]
-    images = [torch.rand(3, h, w, generator=g) for h, w in sizes]
-    targets = _targets(g, sizes, num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    losses = model(images, targets)
-    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
-    assert all(torch.isfinite(v) and v >= 0 for v in losses.values()) and losses["loss_mask"] > 0
-    before = {k: p.detach().clone() for k, p in model.backbone.body.named_parameters()}
-    opt.zero_grad()
-    sum(losses.values()).backward()
-    grads = [p.grad for p in model.backbone.body.parameters()]
-    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
-    opt.step()
-    changed = [k for k, p in model.backbone.body.named_parameters() if not torch.equal(p, before[k])]
+    images, targets = _batch(num_classes)
+    losses, changed = _train_step(model, images, targets, RPN_LOSSES | {"loss_mask"})
+    assert losses["loss_mask"] > 0
     assert "stem.conv1.conv.weight" in changed and "norm3.weight" in changed and "stages.3.blocks.0.mlp.fc2.weight" in changed
     model.eval()
     with torch.no_grad():
         dets = model(images)
     assert len(dets) == 2 and set(dets[0]) == {"boxes", "labels", "scores", "masks"}
     assert dets[1]["masks"].shape[-2:] == (80, 64)  # masks pasted back at the input size
+
+
+def test_faster_rcnn_train_step_on_generated_batch():
+    """Faster R-CNN over another family (ConvNeXt-T, tiny widths), three levels: a training step
+    moves the backbone from the stem to the last stage used."""
+    torch.manual_seed(0)
+    num_classes, width = 3, 32
+    model = faster_rcnn("specs/zoo/convnext_t.yaml", num_classes, ["stages.embed_dim=16", "stages.depths=[1,1,1,1]",
+                                                                   "drop_path=0"],
+                        out_indices=[1, 2, 3], out_channels=width, box_head=TwoMLPHead(width * 7 * 7, 64),
+                        box_predictor=FastRCNNPredictor(64, num_classes), **SMALL_RCNN)
+    assert isinstance(model, FasterRCNN) and model.backbone.body.feature_info.channels() == [32, 64, 128]
+    images, targets = _batch(num_classes)
+    for t in targets:
+        del t["masks"]
+    losses, changed = _train_step(model, images, targets, RPN_LOSSES)
+    assert losses["loss_classifier"] > 0 and losses["loss_objectness"] > 0
+    # (layer scale 1e-6 at init: a block's conv / MLP weights move by less than fp32 resolves, its gamma moves)
+    assert {"stem.proj.weight", "stem.norm.weight", "stages.0.blocks.0.ls.gamma", "stages.2.downsample.conv.weight",
+            "stages.3.blocks.0.ls.gamma", "stages.3.blocks.0.mlp.fc2.bias"} <= set(changed)
+    model.eval()
+    with torch.no_grad():
+        dets = model(images)
+    assert len(dets) == 2 and set(dets[0]) == {"boxes", "labels", "scores"}
+    assert all(((d["labels"] >= 1) & (d["labels"] < num_classes)).all() for d in dets)
 
 
 def _toy_segmentation(n=8, size=(32, 48), num_classes=4):

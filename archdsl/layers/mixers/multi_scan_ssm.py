@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
-from archdsl.layers.mixers import auto_rank, init_dt_projection
+from archdsl.layers.mixers import SCAN_LOOP_REASON, auto_rank, init_dt_projection
 from archdsl.layers.mixers.selective_ssm import _pos_int
 from archdsl.layers.scan_attention import ScanAttention
 from archdsl.ops.scan_paths import MOVES, check_path_name, multi_merge, multi_scan, scan_moves
@@ -128,6 +128,9 @@ class MultiScanSSM(TokenModule):
         dt, Bs, Cs = torch.split(torch.einsum("blc,dc->bdl", x, w_x[0]), [R, S, S], dim=1)
         dt = torch.einsum("brl,cr->bcl", dt, w_dt[0])
         return tuple(t.unsqueeze(1).expand(-1, K, -1, -1) for t in (dt, Bs, Cs))
+
+    def fixed_size_reason(self) -> str:
+        return f"selective scan along {len(self.paths)} path(s): {SCAN_LOOP_REASON}"
 
     def forward(self, x: torch.Tensor, hw: HW) -> torch.Tensor:
         B, N, C = check_tokens(x, hw, self.dim, "multi_scan_ssm")

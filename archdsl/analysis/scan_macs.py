@@ -49,8 +49,10 @@ def _linear_attention(mod: Any, tokens: int) -> int:
 
 @register_scan_cost(SelectiveSSM)
 def _selective_ssm(mod: Any, tokens: int) -> int:
-    """Mamba's S6 scan: D = width, N = d_state, once per scan direction."""
-    return SCAN_MACS_PER_ELEMENT * tokens * int(mod.dim) * int(mod.d_state) * len(mod.directions)
+    """Mamba's S6 scan: D = width, N = d_state, once per scan direction (L = the tokens each direction
+    scanned in the last forward: a quarter of the zero-padded grid each for ``scan_order: atrous``)."""
+    scanned = int(getattr(mod, "scanned_tokens", 0)) or tokens * len(mod.directions)
+    return SCAN_MACS_PER_ELEMENT * scanned * int(mod.dim) * int(mod.d_state)
 
 
 @register_scan_cost(MultiScanSSM)

@@ -41,6 +41,9 @@ def record_origins(node: Any, path: PathT, var_origins: Dict[str, _Origin], out:
 class NodeBuilder:
     """Compiles one template body into a Scope (leaf modules registered by key)."""
 
+    def __init__(self) -> None:
+        self._widths: Dict[Tuple[int, str], Tuple[int, int, bool]] = {}  # (scope, key) -> (in, out, keeps grid)
+
     def build(self, node: Any, ctx: BuildContext, scope: Scope, prefix: List[str]) -> Tuple[_Node, int, bool]:
         """-> (program node, dim_out, keeps_grid)."""
         if isinstance(node, list):
@@ -60,6 +63,8 @@ class NodeBuilder:
         key = keys[0]
         if name is not None and (not isinstance(name, str) or not name or "." in name):
             raise ctx.error(f"'name' must be a non-empty string without '.', got {name!r}", ("name",))
+        if key == "reuse":
+            return self._reuse(node[key], name, ctx, scope)
         if key in COMBINATORS:
             sub = ctx.child(key)
             if name is not None:  # a named combinator opens its own module level
@@ -67,6 +72,7 @@ class NodeBuilder:
                 prog, d, keeps = self._combinator(key, node[key], sub, inner, [])
                 inner.program, inner.returns_hw = prog, not keeps
                 self._register(scope, name, inner, ctx)
+                self._widths[id(scope), name] = (ctx.dim_in, d, keeps)
                 return _Leaf(name, inner), d, keeps
             return self._combinator(key, node[key], sub, scope, prefix)
         return self._primitive(key, node[key], name, ctx, ctx.child(key), scope, prefix)
@@ -138,7 +144,23 @@ class NodeBuilder:
         key_name = name if name is not None else ("_".join(prefix) or key)
         self._register(scope, key_name, module, ctx)
         keeps = not getattr(module, "returns_hw", False)
+        self._widths[id(scope), key_name] = (ctx.dim_in, int(d_out), keeps)
         return _Leaf(key_name, module), int(d_out), keeps
+
+    def _reuse(self, target: Any, name: Any, ctx: BuildContext, scope: Scope) -> Tuple[_Node, int, bool]:
+        """``{reuse: NAME}``: the module named NAME earlier at this level, run again (same parameters)."""
+        if name is not None:
+            raise ctx.error("a 'reuse' node takes no 'name': it runs the module named by 'reuse'", ("name",))
+        if not isinstance(target, str) or (id(scope), target) not in self._widths:
+            known = sorted(k for s, k in self._widths if s == id(scope))
+            raise ctx.error(f"reuse: no module named {target!r} before this node at this level of the block"
+                            f"{did_you_mean(str(target), known)}; named so far: {', '.join(known) or '(none)'}",
+                            ("reuse",))
+        d_in, d_out, keeps = self._widths[id(scope), target]
+        if d_in != ctx.dim_in:
+            raise ctx.error(f"reuse: module '{target}' reads width {d_in}, but its input here has width {ctx.dim_in}",
+                            ("reuse",))
+        return _Leaf(target, scope._modules[target]), d_out, keeps
 
     @staticmethod
     def _register(scope: Scope, key: str, module: nn.Module, ctx: BuildContext) -> None:

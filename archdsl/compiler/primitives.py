@@ -34,6 +34,7 @@ from archdsl.layers.primitives import (
     TokenLinear,
     make_norm,
 )
+from archdsl.layers.squeeze_excite import SqueezeExcite
 from archdsl.registry import register
 
 # --------------------------------------------------------------------------------------------------
@@ -319,3 +320,23 @@ def gate(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
         arg = {"act": arg}
     opts = ctx.options(arg or {}, {"act": "sigmoid", "proj": True, "bias": True}, "gate")
     return ctx.construct_cls("gate", Gate, (ctx.dim_in,), opts), ctx.dim_in
+
+
+@register("primitive", "squeeze_excite")
+def squeeze_excite(arg: Any, ctx: Any) -> Tuple[nn.Module, int]:
+    """``squeeze_excite`` or ``{squeeze_excite: {ratio: 0.25, channels, act: relu, norm}}``: channel
+    attention ``x * sigmoid(expand(act(reduce(mean over tokens of norm(x)))))`` with ``channels`` (or
+    ``max(1, int(C * ratio))``) in the middle; ``norm`` (e.g. layernorm) normalises the tokens before
+    the mean (EfficientVMamba's BiAttn: ``{ratio: 0.125, act: gelu, norm: layernorm}``). Keys ``norm``,
+    ``reduce``, ``expand``; :class:`archdsl.layers.squeeze_excite.SqueezeExcite`."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        arg = {"ratio": arg}
+    opts = ctx.options(arg or {}, {"ratio": 0.25, "channels": None, "act": "relu", "norm": None}, "squeeze_excite")
+    at = _at(arg)
+    if opts["act"] not in Activation.FUNCS:
+        raise ctx.error(f"unknown activation {opts['act']!r}{did_you_mean(str(opts['act']), Activation.FUNCS)}; "
+                        f"expected one of {', '.join(Activation.FUNCS)}", at("act"))
+    if opts["norm"] is not None and opts["norm"] not in NORMS:
+        raise ctx.error(f"unknown norm {opts['norm']!r}{did_you_mean(str(opts['norm']), NORMS)}; "
+                        f"expected one of {', '.join(NORMS)} (or null)", at("norm"))
+    return ctx.construct_cls("squeeze_excite", SqueezeExcite, (ctx.dim_in,), opts), ctx.dim_in

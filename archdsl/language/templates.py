@@ -45,7 +45,7 @@ __all__ = ["BlockTemplate", "load_template", "load_template_file", "template_fro
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "blocks"
 BUILTIN_VARIABLES = ("dim", "heads", "mixer", "drop_path", "drop_rate", "stage", "index", "grid")
-COMBINATORS = ("seq", "residual", "branch")
+COMBINATORS = ("seq", "residual", "branch", "reuse")
 MERGES = ("mul", "add", "concat")
 TYPE_NAMES = ("int", "float", "number", "str", "bool", "list", "dict", "any")
 _TEMPLATE_KEYS = ("block", "params", "body", "doc")
@@ -191,6 +191,11 @@ def validate_node(node: Any, path: PathT, error: Callable[[PathT, str], SpecErro
             if arg is None:
                 raise error(path + (key,), "'residual' takes a node (x + f(x)), got nothing")
             validate_node(arg, path + (key,), error)
+        elif key == "reuse":
+            if not isinstance(arg, str) or not re.fullmatch(r"[^.\s]+", arg):
+                raise error(path + (key,), f"'reuse' takes the name of a module of this block, got {_kind(arg)} {arg!r}")
+            if "name" in node:
+                raise error(path + ("name",), "a 'reuse' node takes no 'name': it runs the module named by 'reuse'")
         elif key == "branch":
             if not isinstance(arg, dict):
                 raise error(path + (key,), "'branch' takes a mapping {path: node, ..., merge: mul|add|concat}, "

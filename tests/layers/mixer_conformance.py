@@ -26,6 +26,7 @@ MIXER_VARIANTS: List[Tuple[str, Dict[str, Any]]] = [
     ("linear_attention", {"forget_gate": "scalar", "scan_order": "bidirectional", "positional": ["lepe"]}),
     ("selective_ssm", {"scan_order": "bidirectional", "d_state": 4}),
     ("selective_ssm", {"scan_order": "cross4", "d_state": 4}),
+    ("selective_ssm", {"scan_order": "atrous", "d_state": 4}),
 ]
 
 

@@ -10,7 +10,9 @@ x: [B, N, C] (C = Mamba's d_inner; the block template does in_proj, conv and the
 (row and reversed row) or "cross4" (VMamba's four directions). For K > 1 directions each direction
 has its own x_proj/dt_proj (``x_proj.k``, ``dt_proj.k``) and its slice of A_log [K·C, d_state]
 and D [K·C], as VMamba does; the K outputs are mapped back to row-major and summed
-(VMamba's CrossMerge). With a 1-D order (row, bidirectional) one token more than the grid holds
+(VMamba's CrossMerge). "atrous" (EfficientVMamba's ES2D, :mod:`archdsl.ops.atrous_scan`): four
+directions, each over one stride-2 sub-grid (a quarter of the tokens), the outputs written back
+where they were read. With a 1-D order (row, bidirectional) one token more than the grid holds
 (a class token, Vim) is scanned as part of the sequence. ``heads`` is accepted for the mixer
 contract and ignored: the SSM has one head (its "multi-head" is the per-channel state), so any positive ``heads`` builds the same module.
 """
@@ -23,9 +25,13 @@ from torch import nn
 
 from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import SCAN_LOOP_REASON, SCAN_ORDERS, auto_rank, init_dt_projection
+from archdsl.ops.atrous_scan import ATROUS_DIRECTIONS, atrous_merge, atrous_scan
 from archdsl.ops.scan_order import cross_merge, cross_scan
 from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
+
+# selective_ssm's scan orders: the shared 2-D orders and the skip-sampled "atrous" scan
+SSM_SCAN_ORDERS = {**SCAN_ORDERS, "atrous": tuple(f"atrous_{o}{a}{b}" for a, b, o in ATROUS_DIRECTIONS)}
 
 
 def _pos_int(name: str, v) -> int:
@@ -65,11 +71,12 @@ class SelectiveSSM(TokenModule):
         if dt_rank == "auto":
             dt_rank = auto_rank(d_model)
         _pos_int("dt_rank ('auto' or an integer)", dt_rank)
-        if scan_order not in SCAN_ORDERS:
-            raise ValueError(f"unknown scan_order {scan_order!r}; expected one of: {', '.join(SCAN_ORDERS)}")
+        if scan_order not in SSM_SCAN_ORDERS:
+            raise ValueError(f"unknown scan_order {scan_order!r}; expected one of: {', '.join(SSM_SCAN_ORDERS)}")
         self.dim, self.d_state, self.dt_rank, self.d_model = dim, d_state, dt_rank, d_model
         self.scan_order = scan_order
-        self.directions = SCAN_ORDERS[scan_order]
+        self.directions = SSM_SCAN_ORDERS[scan_order]
+        self.scanned_tokens = 0  # tokens scanned by the last forward, over all directions
         K = len(self.directions)
 
         def make_x_proj() -> nn.Linear:
@@ -111,17 +118,21 @@ class SelectiveSSM(TokenModule):
         H, W = hw
         K, R, S = len(self.directions), self.dt_rank, self.d_state
         xm = x.transpose(1, 2).reshape(B, C, H, W)
-        u = cross_scan(xm, self.directions)  # [B, K, C, L]
+        atrous = self.scan_order == "atrous"
+        u = atrous_scan(xm) if atrous else cross_scan(xm, self.directions)  # [B, K, C, L]
+        L = u.shape[-1]
+        self.scanned_tokens = K * L
         w_x, w_dt, b_dt = self._stacked()
         x_dbl = torch.einsum("bkcl,kdc->bkdl", u, w_x)  # [B, K, R+2S, L]
         dt, Bs, Cs = torch.split(x_dbl, [R, S, S], dim=2)
         dt = torch.einsum("bkrl,kcr->bkcl", dt, w_dt)  # [B, K, C, L]
         A = -torch.exp(self.A_log)  # [K*C, S]
-        y = selective_scan(u.reshape(B, K * C, N), dt.reshape(B, K * C, N), A,
+        y = selective_scan(u.reshape(B, K * C, L), dt.reshape(B, K * C, L), A,
                            Bs.contiguous(), Cs.contiguous(), self.D,
                            delta_bias=b_dt, delta_softplus=True)  # [B, K*C, L]; B/C grouped per direction
         self.backend = last_backend()
-        y = cross_merge(y.reshape(B, K, C, N), H, W, self.directions)  # [B, C, L]
+        y = y.reshape(B, K, C, L)
+        y = atrous_merge(y, H, W) if atrous else cross_merge(y, H, W, self.directions)  # [B, C, N]
         return y.transpose(1, 2)
 
     def extra_repr(self) -> str:

@@ -42,7 +42,8 @@ def _pos_int(name: str, v) -> int:
 
 @register("mixer", "selective_ssm")
 class SelectiveSSM(TokenModule):
-    """Mamba S6 mixer. x: [B, N, C], hw (H, W) -> [B, N, C].
+    """Mamba S6 mixer along ``scan_order``: row | bidirectional | cross4 (VMamba) | atrous
+    (EfficientVMamba's skip-sampled ES2D). x: [B, N, C], hw (H, W) -> [B, N, C].
 
     Parameters per direction: C·(R + 2S) (x_proj) + R·C + C (dt_proj) + C·S (A_log) + C (D), with
     S = d_state, R = dt_rank ("auto" = ceil(d_model / 16), d_model defaults to C).

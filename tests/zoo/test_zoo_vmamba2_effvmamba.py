@@ -41,6 +41,14 @@ def test_vmamba_t_v2_tiny_runs():
     assert out.shape == (2, 5) and torch.isfinite(out).all()
 
 
+def test_efficientvmamba_b_is_the_tiny_spec_with_the_base_config():
+    """configs/vssm/vssm_efficient_base.yaml: embed 96, depths 2/2/9/2; the official EfficientVSSM built
+    on CPU has 33,717,136 parameters (its training log: 33.717 M)."""
+    model = build_model(str(ZOO / "efficientvmamba_t.yaml"), ["stages.embed_dim=96", "stages.depths=[2,2,9,2]"],
+                        device="meta")
+    assert count_params(model) == 33_717_136
+
+
 def test_efficientvmamba_t_structure():
     """Atrous scan and one shared channel attention in stages 0-1; inverted residuals in stages 2-3."""
     model = build_model(str(ZOO / "efficientvmamba_t.yaml"), device="meta")

@@ -41,12 +41,14 @@ def test_vmamba_t_v2_tiny_runs():
     assert out.shape == (2, 5) and torch.isfinite(out).all()
 
 
-def test_efficientvmamba_b_is_the_tiny_spec_with_the_base_config():
-    """configs/vssm/vssm_efficient_base.yaml: embed 96, depths 2/2/9/2; the official EfficientVSSM built
-    on CPU has 33,717,136 parameters (its training log: 33.717 M)."""
-    model = build_model(str(ZOO / "efficientvmamba_t.yaml"), ["stages.embed_dim=96", "stages.depths=[2,2,9,2]"],
-                        device="meta")
-    assert count_params(model) == 33_717_136
+@pytest.mark.parametrize("name,overrides,params", [
+    # VMamba's vmamba_tiny_s1l8 (vmambav2v_tiny_224.yaml), counted on CPU as s2l5
+    ("vmamba_t_v2", ["block.ssm_ratio=1", "stages.depths=[2,2,8,2]"], 30_249_064),
+    # EfficientVMamba's vssm_efficient_base.yaml; the official training log prints 33.717 M
+    ("efficientvmamba_t", ["stages.embed_dim=96", "stages.depths=[2,2,9,2]"], 33_717_136),
+], ids=["vmamba_t_s1l8", "efficientvmamba_b"])
+def test_sibling_configs_are_overrides_with_exact_official_counts(name, overrides, params):
+    assert count_params(build_model(str(ZOO / f"{name}.yaml"), overrides, device="meta")) == params
 
 
 def test_efficientvmamba_t_structure():

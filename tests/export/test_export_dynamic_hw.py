@@ -23,6 +23,8 @@ FIXED_SIZE = {
     "zoo/vmamba_t_v0.yaml": ("stages.0.blocks.0.ssm", "SelectiveSSM: selective scan: the causal scan"),
     "zoo/vim_t.yaml": ("stages.0.blocks.0.ssm", "SelectiveSSM: selective scan: the causal scan"),
     "zoo/vim_s.yaml": ("stages.0.blocks.0.ssm", "SelectiveSSM: selective scan: the causal scan"),
+    "zoo/vmamba_t_v2.yaml": ("stages.0.blocks.0.ssm", "SelectiveSSM: selective scan: the causal scan"),
+    "zoo/efficientvmamba_t.yaml": ("stages.0.blocks.0.ssm", "SelectiveSSM: selective scan: the causal scan"),
     "zoo/plainmamba_l1.yaml": ("stages.0.blocks.0.ssm", "MultiScanSSM: selective scan along 4 path(s): the causal"),
     "zoo/localvmamba_t.yaml": ("stages.0.blocks.0.ssm", "MultiScanSSM: selective scan along 4 path(s): the causal"),
 }

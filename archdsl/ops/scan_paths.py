@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .scan_order import SCAN_ORDERS
 
-__all__ = ["PATH_NAMES", "check_path_name", "scan_path", "path_positions", "scan_moves", "multi_scan",
+__all__ = ["PATH_NAMES", "check_path_name", "scan_path", "path_positions", "path_span", "scan_moves", "multi_scan",
            "multi_merge", "MOVES"]
 
 PATH_NAMES = SCAN_ORDERS + ("zigzag_row", "zigzag_row_reverse", "zigzag_col", "zigzag_col_reverse",
@@ -119,23 +119,45 @@ def _moves(H: int, W: int, name: str) -> tuple:
     return tuple(moves)
 
 
-def multi_scan(x: torch.Tensor, names: Sequence[str]) -> Tuple[torch.Tensor, List[int]]:
+@lru_cache(maxsize=256)
+def _span(H: int, W: int, name: str) -> Tuple[int, int]:
+    real = np.flatnonzero(_path(H, W, name) < H * W)
+    return int(real[0]), int(real[-1]) + 1
+
+
+def path_span(H: int, W: int, name: str) -> Tuple[int, int]:
+    """``(start, stop)``: the steps of path ``name`` from its first to its last grid position (the
+    pad tokens before ``start`` and from ``stop`` on are the path's ends)."""
+    return _span(int(H), int(W), name)
+
+
+def _read(H: int, W: int, name: str, trim: bool, device) -> torch.Tensor:
+    path = scan_path(H, W, name, device)
+    return path[slice(*path_span(H, W, name))] if trim else path
+
+
+def multi_scan(x: torch.Tensor, names: Sequence[str], trim: bool = False) -> Tuple[torch.Tensor, List[int]]:
     """``x: [B, C, H, W] -> ([B, K, C, Lmax], lengths)``: the map read along each path, zero pad
-    tokens where a path reads them, each sequence zero-padded at its end to the longest (Lmax)."""
+    tokens where a path reads them, each sequence zero-padded at its end to the longest (Lmax).
+    ``trim``: without the pad tokens at a path's ends (:func:`path_span`); a selective scan gives
+    the same outputs at the grid positions (a zero token at the start leaves the zero state zero,
+    the states after the last grid position are never read)."""
     if x.dim() != 4:
         raise ValueError(f"expected x [B, C, H, W]; got shape {tuple(x.shape)}")
     B, C, H, W = x.shape
     flat = F.pad(x.reshape(B, C, H * W), (0, 1))  # the pad token at index H*W
-    paths = [scan_path(H, W, n, x.device) for n in names]
+    paths = [_read(H, W, n, trim, x.device) for n in names]
     lmax = max(p.numel() for p in paths)
     pad = torch.full((1,), H * W, dtype=torch.long, device=x.device)
     seqs = [flat[..., torch.cat([p, pad.expand(lmax - p.numel())])] for p in paths]
     return torch.stack(seqs, dim=1), [p.numel() for p in paths]
 
 
-def multi_merge(y: torch.Tensor, H: int, W: int, names: Sequence[str]) -> torch.Tensor:
+def multi_merge(y: torch.Tensor, H: int, W: int, names: Sequence[str], trim: bool = False) -> torch.Tensor:
     """``y: [B, K, C, L'] -> [B, K, C, H*W]``: each direction's outputs back at their grid positions
-    (row-major); pad-token outputs are dropped. Not summed (a merge may weigh each direction)."""
+    (row-major); pad-token outputs are dropped. Not summed (a merge may weigh each direction).
+    ``trim``: ``y`` read by ``multi_scan(..., trim=True)``."""
     if y.dim() != 4 or y.shape[1] != len(names):
         raise ValueError(f"expected y [B, {len(names)}, C, L] for {len(names)} paths; got {tuple(y.shape)}")
-    return torch.stack([y[:, k][..., path_positions(H, W, n, y.device)] for k, n in enumerate(names)], dim=1)
+    return torch.stack([y[:, k][..., path_positions(H, W, n, y.device) - (path_span(H, W, n)[0] if trim else 0)]
+                        for k, n in enumerate(names)], dim=1)

@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -286,3 +288,22 @@ def test_cpp_gradcheck_float64_partial_epilogue(with_D, with_z, with_bias, softp
         return selective_scan(u, delta, A, B, C, D_, z_, b_, softplus, True, backend="cpp")
 
     assert torch.autograd.gradcheck(f, xs, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_elements", [1 << 22, 3000], ids=["one_block", "several_blocks"])
+@pytest.mark.parametrize("groups", [0, 2])
+def test_chunked_while_tracing_matches_the_reference(monkeypatch, block_elements, groups):
+    """The tracing form (fixed T, exact in-chunk sums, the state handed over without a loop) equals the
+    plain recurrence, with strong decays (exponents far beyond exp's range over the sequence) and
+    several blocks of chunks."""
+    chunked = importlib.import_module("archdsl.ops.selective_scan.chunked")
+    monkeypatch.setattr(chunked, "is_tracing", lambda: True)
+    u, delta, A, B, C, D, z, bias = _inputs(2, 4, 3, 87, groups=groups)
+    A = A * 8.0
+    ref, h_ref = selective_scan_ref(u, delta, A, B, C, D, z, bias, True, return_last_state=True)
+    info: dict = {}
+    out, h = chunked.selective_scan_chunked(u, delta, A, B, C, D, z, bias, True, return_last_state=True,
+                                            block_elements=block_elements, _info=info)
+    assert info["chunk"] == chunked.TRACE_CHUNK
+    assert_close("out", ref, out, atol=1e-5)
+    assert_close("last state", h_ref, h, atol=1e-5)

@@ -22,7 +22,7 @@ from archdsl.language import load_spec
 from archdsl.language.templates import substitute
 from archdsl.layers.conv_patch_embed import ConvPatchEmbed
 from archdsl.layers.mixers.multi_scan_ssm import MultiScanSSM
-from archdsl.ops.scan_paths import multi_merge, multi_scan, path_positions, scan_moves, scan_path
+from archdsl.ops.scan_paths import multi_merge, multi_scan, path_positions, path_span, scan_moves, scan_path
 
 ZOO = Path(__file__).resolve().parents[2] / "specs" / "zoo"
 NAMES = ["row", "col", "row_reverse", "col_reverse", "zigzag_row", "zigzag_row_reverse", "zigzag_col",
@@ -77,6 +77,11 @@ def test_scan_paths_match_index_loops_and_invert(hw, name):
     assert torch.equal(multi_merge(seq, H, W, [name])[:, 0], flat)  # the inverse restores the grid
     pos = path_positions(H, W, name)
     assert all(ref[pos[p]] == p for p in range(H * W))
+    real = [t for t, p in enumerate(ref) if p is not None]  # trimmed: the pad tokens at the ends dropped
+    assert path_span(H, W, name) == (real[0], real[-1] + 1)
+    trimmed, lengths = multi_scan(x, [name], trim=True)
+    assert lengths == [real[-1] + 1 - real[0]] and torch.equal(trimmed, seq[..., real[0]:real[-1] + 1])
+    assert torch.equal(multi_merge(trimmed, H, W, [name], trim=True)[:, 0], flat)
     if name.startswith("zigzag"):
         assert scan_moves(H, W, name).tolist() == _naive_moves(H, W, ref)
 

@@ -37,7 +37,7 @@ from archdsl.layers.base import HW, TokenModule, check_tokens
 from archdsl.layers.mixers import SCAN_LOOP_REASON, auto_rank, init_dt_projection
 from archdsl.layers.mixers.selective_ssm import _pos_int
 from archdsl.layers.scan_attention import ScanAttention
-from archdsl.ops.scan_paths import MOVES, check_path_name, multi_merge, multi_scan, scan_moves
+from archdsl.ops.scan_paths import MOVES, check_path_name, multi_merge, multi_scan, scan_moves, scan_path
 from archdsl.ops.selective_scan import last_backend, selective_scan
 from archdsl.registry import register
 
@@ -136,8 +136,11 @@ class MultiScanSSM(TokenModule):
         B, N, C = check_tokens(x, hw, self.dim, "multi_scan_ssm")
         H, W = hw
         K = len(self.paths)
-        u, _ = multi_scan(x.transpose(1, 2).reshape(B, C, H, W), self.paths)  # [B, K, C, L']
-        L = self.scan_length = u.shape[-1]
+        # the pad tokens at a path's ends change no output: scanned without them (LocalVMamba's
+        # window7 on an 8x16 grid: 247 steps, not 294); the MACs count the official padded length
+        u, _ = multi_scan(x.transpose(1, 2).reshape(B, C, H, W), self.paths, trim=True)  # [B, K, C, L']
+        L = u.shape[-1]
+        self.scan_length = max(scan_path(H, W, p).numel() for p in self.paths)
         w_x, w_dt, b_dt, A, D = self._stacked(K)
         b_dt = 2 * b_dt if self.dt_bias_twice else b_dt
         dt, Bs, Cs = self._projections(x, u, w_x, w_dt)
@@ -147,7 +150,7 @@ class MultiScanSSM(TokenModule):
         y = selective_scan(u.reshape(B, K * C, L), dt.reshape(B, K * C, L), A, Bs.contiguous(),
                            Cs.contiguous(), D, delta_bias=b_dt, delta_softplus=True)  # B/C grouped per path
         self.backend = last_backend()
-        y = multi_merge(y.reshape(B, K, C, L), H, W, self.paths).transpose(2, 3)  # [B, K, N, C]
+        y = multi_merge(y.reshape(B, K, C, L), H, W, self.paths, trim=True).transpose(2, 3)  # [B, K, N, C]
         if self.attn is None:
             return y.sum(1)
         return sum(self.attn(y[:, k]) for k in range(K))

@@ -51,6 +51,21 @@ def _local_states_exact(cs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (torch.exp(rel) * x.unsqueeze(4)).sum(5)
 
 
+def _chunk_starts_exact(decay: torch.Tensor, ends: torch.Tensor, h0: torch.Tensor):
+    """The state entering each of m chunks, without a loop: s_0 = h0, s_{i+1} = exp(decay_i) s_i + ends_i,
+    as s_i = Σ_{J<=i} exp(Σ_{J<K<=i} D_K) E_J over E = [h0, ends], D = [0, decay], the segment sums
+    taken by a masked cumsum (no difference of long cumsums: no cancellation), masked before the
+    exp. decay, ends: (b, G, dg, m, N); h0: (b, G, dg, N) -> (starts (b, G, dg, m, N), s_m)."""
+    m = decay.shape[3]
+    D = F.pad(decay, (0, 0, 1, 0))  # (b, G, dg, m+1, N)
+    E = torch.cat([h0.unsqueeze(3), ends], dim=3)
+    strict = torch.ones(m + 1, m + 1, dtype=torch.bool, device=D.device).tril(-1).unsqueeze(-1)  # (K, J, 1): K > J
+    seg = D.unsqueeze(4).masked_fill(~strict, 0.0).cumsum(3)  # (.., i, J, N): Σ_{J<K<=i} D_K
+    causal = torch.ones(m + 1, m + 1, dtype=torch.bool, device=D.device).tril().unsqueeze(-1)  # J <= i
+    s = (torch.exp(seg.masked_fill(~causal, float("-inf"))) * E.unsqueeze(3)).sum(4)  # (b, G, dg, m+1, N)
+    return s[:, :, :, :m], s[:, :, :, m]
+
+
 # One function on purpose, like fla's chunk kernels: the chunked algorithm reads top to bottom beside its
 # naive reference (naive.py); helpers would hide the per-chunk state that the tests compare.
 def selective_scan_chunked(
@@ -106,6 +121,8 @@ def selective_scan_chunked(
     # chunks are processed in blocks of m chunks (bounded memory), vectorised inside a block
     per_chunk = dim * T * T * N if exact else batch * dim * T * N
     m = max(1, min(n, block_elements // max(per_chunk, 1)))
+    if exact:  # the hand-over's (m+1)^2 segment sums stay within the block's memory
+        m = min(m, T * T)
     h = d.new_zeros(batch, G, dg, N)
     ys = []
     for c0 in range(0, n, m):
@@ -119,11 +136,15 @@ def selective_scan_chunked(
             P = cs - cs[:, :, :, :, :1]
             local = torch.exp(P) * (torch.exp(-P) * x).cumsum(4)
         ecs = torch.exp(cs)
-        starts = []
-        for i in range(c1 - c0):  # carry the state across the chunks of this block
-            starts.append(h)
-            h = ecs[:, :, :, i, -1] * h + local[:, :, :, i, -1]
-        hs = local + ecs * torch.stack(starts, dim=3).unsqueeze(4)
+        if exact:  # the hand-over in a few ops: tracing a loop over chunks costs seconds per layer
+            start, h = _chunk_starts_exact(cs[:, :, :, :, -1], local[:, :, :, :, -1], h)
+        else:
+            starts = []
+            for i in range(c1 - c0):  # carry the state across the chunks of this block
+                starts.append(h)
+                h = ecs[:, :, :, i, -1] * h + local[:, :, :, i, -1]
+            start = torch.stack(starts, dim=3)
+        hs = local + ecs * start.unsqueeze(4)
         ys.append((hs * Cp[:, :, :, c0:c1]).sum(-1))  # (b, G, dg, m, T)
     y = torch.cat(ys, dim=3).reshape(batch, dim, n * T)[:, :, :L] if ys else d.new_zeros(batch, dim, 0)
     h = h.reshape(batch, dim, N)

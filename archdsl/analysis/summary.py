@@ -10,6 +10,7 @@ same convention as the official MLLA numbers (docs/paper.md §3).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
@@ -73,6 +74,13 @@ def _flops(fn: Any, *args: Any) -> Tuple[Any, int]:
     with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as fc:
         out = fn(*args)
     return out, int(fc.get_total_flops())
+
+
+def call_macs(fn: Any, *args: Any, **kwargs: Any) -> int:
+    """Multiply-accumulates of one call ``fn(*args, **kwargs)`` (``FlopCounterMode`` FLOPs // 2, no grad)."""
+    with torch.no_grad():
+        _, flops = _flops(partial(fn, *args, **kwargs))
+    return flops // 2
 
 
 def count_macs(model: nn.Module, input_size: SizeT | None = None) -> int:

@@ -6,7 +6,10 @@ it also counts scaled_dot_product_attention, whose CPU kernel it reports as 0 FL
 when a model cannot run on meta); for specs whose mixer runs a
 recurrent scan (forget gate, selective SSM) also ``gmacs_scan``: plus the scan's 9·L·D·N per
 direction, the convention of VMamba's ``flops_selective_scan_ref`` that fvcore-based papers add
-(FlopCounterMode does not see the elementwise recurrence). With ``--bench``: images/s (see
+(FlopCounterMode does not see the elementwise recurrence); a spec's ``meta.macs_convention: {scan:
+localmamba, uncounted: [GLOB, ...]}`` counts it as the counter its paper's figure came from
+(``archdsl.analysis.scan_macs``: the scan convention, and the modules that counter leaves out).
+With ``--bench``: images/s (see
 ``archdsl bench`` for the flags) and throughput relative to MLLA-T (the row named ``mlla_t``, all
 rows measured in one run; the first row when there is none).
 The paper's numbers come from each spec's ``meta:`` (``paper: {table, position, row, params_m,
@@ -116,19 +119,23 @@ def measure_row(path: str, overrides: List[str]) -> Dict[str, Any]:
 
     spec = load_spec(path, overrides)
     size = int(spec.image_size)
+    convention = (spec.meta or {}).get("macs_convention") or {}
+    scan_args = (convention.get("scan", "vmamba"), tuple(convention.get("uncounted", ())))
     try:  # shapes only: fast, no weights, and FlopCounterMode sees SDPA (its CPU kernel counts 0)
         model = build_model(spec, device="meta")
-        macs, extra = count_macs_with_scan(model, size)
+        macs, extra = count_macs_with_scan(model, size, *scan_args)
         counted_on = "meta"
     except (RuntimeError, NotImplementedError):  # e.g. a scan that reads a value (.item()) on the way
         model = build_model(spec)
-        macs, extra = count_macs_with_scan(model, size)
+        macs, extra = count_macs_with_scan(model, size, *scan_args)
         counted_on = "cpu"
     params = count_params(model)
     row: Dict[str, Any] = {"spec": path, "name": spec.name, "image_size": size, "params": params,
                            "params_m": params / 1e6, "gmacs": macs / 1e9,
                            "gmacs_scan": (macs + extra) / 1e9 if extra else None,
                            "macs_counted_on": counted_on, **paper_columns(spec.meta)}
+    if convention:
+        row["macs_convention"] = scan_args[0]
     check = tolerance_check(row)
     if check is not None:
         row["check"] = check
@@ -143,7 +150,7 @@ def _fmt(v: Any, nd: int = 2) -> str:
     return str(v)
 
 
-COLUMNS = [("name", "spec"), ("params_m", "params (M)"), ("gmacs", "GMACs"), ("gmacs_scan", "GMACs +scan"),
+COLUMNS = [("name", "spec"), ("params_m", "params (M)"), ("gmacs", "GMACs"), ("gmacs_scan", "GMACs +scan"), ("macs_convention", "+scan as"),
            ("paper_row", "paper row"), ("paper_params_m", "paper params (M)"), ("paper_gmacs", "paper GMACs"),
            ("official_params", "official-code params"),
            ("official_gmacs", "official-code GMACs"), ("paper_throughput", "paper img/s (3090)"),

@@ -9,9 +9,9 @@ direction, the convention of VMamba's ``flops_selective_scan_ref`` that fvcore-b
 (FlopCounterMode does not see the elementwise recurrence); a spec's ``meta.macs_convention: {scan:
 localmamba, uncounted: [GLOB, ...]}`` counts it as the counter its paper's figure came from
 (``archdsl.analysis.scan_macs``: the scan convention, and the modules that counter leaves out).
-With ``--bench``: images/s (see
-``archdsl bench`` for the flags) and throughput relative to MLLA-T (the row named ``mlla_t``, all
-rows measured in one run; the first row when there is none).
+With ``--bench``: images/s, the median
+latency with its p20 / p80 spread (see ``archdsl bench`` for the flags) and throughput relative to
+MLLA-T (the row named ``mlla_t``, all rows measured in one run; the first row when there is none).
 The paper's numbers come from each spec's ``meta:`` (``paper: {table, position, row, params_m,
 gmacs, throughput, latency_ms_3090, top1}``, ``official: {params, gmacs}``) and are printed beside
 ours with a tolerance check: the official parameter count exactly and MACs within 1% of the
@@ -155,7 +155,8 @@ COLUMNS = [("name", "spec"), ("params_m", "params (M)"), ("gmacs", "GMACs"), ("g
            ("official_params", "official-code params"),
            ("official_gmacs", "official-code GMACs"), ("paper_throughput", "paper img/s (3090)"),
            ("paper_latency_ms", "paper ms (3090)"), ("paper_top1", "paper top-1"), ("check", "within tol."),
-           ("images_per_s", "img/s (here)"), ("relative", "rel. to ref.")]
+           ("images_per_s", "img/s (here)"), ("latency_ms", "ms (here)"), ("latency_p20_ms", "p20 ms"),
+           ("latency_p80_ms", "p80 ms"), ("relative", "rel. to ref.")]
 
 
 def _present(rows: List[Dict[str, Any]]) -> List[tuple]:
@@ -214,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         for row, res in zip(rows, results):
             row["images_per_s"] = res.get("images_per_s")
             row["latency_ms"] = res.get("latency_ms")
+            row["latency_p20_ms"], row["latency_p80_ms"] = res.get("p20_ms"), res.get("p80_ms")
             row["bench_error"] = res.get("error")
             row["relative"] = (res["images_per_s"] / first) if first and res.get("images_per_s") else None
         keys = ("batch_size", "image_size", "device", "dtype", "channels_last", "compile", "mode", "num_threads",

@@ -58,9 +58,11 @@ def test_report_json_markdown_csv_and_bench(tmp_path, capsys):
     assert rows[0]["gmacs_scan"] is None and rows[1]["gmacs_scan"] > rows[1]["gmacs"]
     assert rows[0]["check"] == "off"  # tiny overrides are far from the paper's row
     assert rows[0]["relative"] == pytest.approx(1.0) and rows[1]["images_per_s"] > 0
+    assert all(r["latency_p20_ms"] <= r["latency_ms"] <= r["latency_p80_ms"] for r in rows)  # the spread
     assert out["bench_settings"]["batch_size"] == 2
     text = md.read_text()
     assert text.startswith("| spec | params (M) | GMACs | GMACs +scan | paper row |") and "| la_forget_gate |" in text
+    assert "| img/s (here) | ms (here) | p20 ms | p80 ms | rel. to ref. |" in text
     assert "Throughput: batch_size=2" in text
     with open(cs) as f:
         got = list(csv.DictReader(f))

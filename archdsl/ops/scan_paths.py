@@ -131,9 +131,18 @@ def path_span(H: int, W: int, name: str) -> Tuple[int, int]:
     return _span(int(H), int(W), name)
 
 
-def _read(H: int, W: int, name: str, trim: bool, device) -> torch.Tensor:
-    path = scan_path(H, W, name, device)
-    return path[slice(*path_span(H, W, name))] if trim else path
+@lru_cache(maxsize=256)
+def _reads(H: int, W: int, names: Tuple[str, ...], trim: bool) -> Tuple[Tuple[int, ...], ...]:
+    """Each path (without its ends' pad tokens if ``trim``), padded with ``H*W`` to the longest."""
+    paths = [_path(H, W, n)[slice(*_span(H, W, n)) if trim else slice(None)] for n in names]
+    lmax = max(p.size for p in paths)
+    return tuple(tuple(p.tolist()) + (H * W,) * (lmax - p.size) for p in paths)
+
+
+@lru_cache(maxsize=256)
+def _merges(H: int, W: int, names: Tuple[str, ...], trim: bool) -> Tuple[Tuple[int, ...], ...]:
+    """Each path's step at each grid position (the inverse of :func:`_reads`)."""
+    return tuple(tuple(np.subtract(_positions(H, W, n), _span(H, W, n)[0] if trim else 0).tolist()) for n in names)
 
 
 def multi_scan(x: torch.Tensor, names: Sequence[str], trim: bool = False) -> Tuple[torch.Tensor, List[int]]:
@@ -145,12 +154,11 @@ def multi_scan(x: torch.Tensor, names: Sequence[str], trim: bool = False) -> Tup
     if x.dim() != 4:
         raise ValueError(f"expected x [B, C, H, W]; got shape {tuple(x.shape)}")
     B, C, H, W = x.shape
+    names = tuple(names)
     flat = F.pad(x.reshape(B, C, H * W), (0, 1))  # the pad token at index H*W
-    paths = [_read(H, W, n, trim, x.device) for n in names]
-    lmax = max(p.numel() for p in paths)
-    pad = torch.full((1,), H * W, dtype=torch.long, device=x.device)
-    seqs = [flat[..., torch.cat([p, pad.expand(lmax - p.numel())])] for p in paths]
-    return torch.stack(seqs, dim=1), [p.numel() for p in paths]
+    idx = torch.tensor(_reads(H, W, names, bool(trim)), dtype=torch.long, device=x.device)  # [K, Lmax]
+    lengths = [_span(H, W, n)[1] - _span(H, W, n)[0] if trim else _path(H, W, n).size for n in names]
+    return flat[..., idx].transpose(1, 2), lengths  # one gather for every path: [B, C, K, Lmax] -> [B, K, C, Lmax]
 
 
 def multi_merge(y: torch.Tensor, H: int, W: int, names: Sequence[str], trim: bool = False) -> torch.Tensor:
@@ -159,5 +167,5 @@ def multi_merge(y: torch.Tensor, H: int, W: int, names: Sequence[str], trim: boo
     ``trim``: ``y`` read by ``multi_scan(..., trim=True)``."""
     if y.dim() != 4 or y.shape[1] != len(names):
         raise ValueError(f"expected y [B, {len(names)}, C, L] for {len(names)} paths; got {tuple(y.shape)}")
-    return torch.stack([y[:, k][..., path_positions(H, W, n, y.device) - (path_span(H, W, n)[0] if trim else 0)]
-                        for k, n in enumerate(names)], dim=1)
+    pos = torch.tensor(_merges(int(H), int(W), tuple(names), bool(trim)), dtype=torch.long, device=y.device)
+    return torch.gather(y, 3, pos[None, :, None].expand(y.shape[0], -1, y.shape[2], -1))  # one gather: [B, K, C, H*W]

@@ -153,7 +153,7 @@ class MultiScanSSM(TokenModule):
         y = multi_merge(y.reshape(B, K, C, L), H, W, self.paths, trim=True).transpose(2, 3)  # [B, K, N, C]
         if self.attn is None:
             return y.sum(1)
-        return sum(self.attn(y[:, k]) for k in range(K))
+        return self.attn(y.flatten(0, 1)).unflatten(0, (B, K)).sum(1)  # every path's output at once
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, d_state={self.d_state}, dt_rank={self.dt_rank}, paths={list(self.paths)}, "

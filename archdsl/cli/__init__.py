@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from archdsl.errors import SpecError, printable
 
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
               f"docs/security.md)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is exiting: more Ctrl-C's keep it 130
         print(f"archdsl {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `archdsl build ... --json | head`: the reader left; not an error of ours

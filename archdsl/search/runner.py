@@ -26,7 +26,7 @@ from archdsl.data import load_data, parse_preprocess
 from archdsl.errors import SpecError
 from archdsl.search import halving, results
 from archdsl.search import study as st
-from archdsl.search.faults import StorageError, storage_errors
+from archdsl.search.faults import StorageError, deferred_interrupts, storage_errors
 from archdsl.search.fidelity import check_fidelity
 from archdsl.search.objective import TrialContext, run_trial
 from archdsl.search.space import OBJECTIVES, SearchSpace, default_space_path, load_space
@@ -329,9 +329,9 @@ def _export(study: Any, out: Path, names: list[str], *, log: Callable[[str], Non
             n_rungs: int = 1, floor: float | None = None) -> dict:
     """The result files (``results.export_results``). A disk that is full or read-only is a
     ``StorageError``; when the search already stopped on an error, it is only logged, so that the
-    first error is the one reported."""
-    try:
-        with storage_errors(str(out), doing="cannot write the results", kept=True):
+    first error is the one reported. A Ctrl-C while writing is raised once the files are whole."""
+    try:   # Ctrl-C held while the files are written (a Ctrl-C inside an import or a plot is not clean)
+        with deferred_interrupts(), storage_errors(str(out), doing="cannot write the results", kept=True):
             return results.export_results(study, out, names, n_rungs, floor)
     except StorageError as e:
         if not after_error:

@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             y = model(torch.randn(args.batch_size, int(spec.in_chans), size, size))
         out_shape = [list(f.shape) for f in y] if isinstance(y, list) else list(y.shape)
-    if args.batch_size != 1:
+    elif args.batch_size != 1:  # the summary ran at batch 1
         out_shape = _with_batch(out_shape, args.batch_size)
     info = {"name": model.name, "layout": spec.layout, "params": summary["params"], "macs": summary["macs"],
             "image_size": size, "input_shape": list(x.shape), "output_shape": out_shape,

@@ -3,6 +3,7 @@ user errors (exit 2, one line, no traceback)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,10 @@ HERE = Path(__file__).parent
 TINY = str(HERE / "specs" / "tiny.yaml")
 CHILD = str(HERE / "specs" / "tiny_child.yaml")
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "export"))
+from export_helpers import IDS as SHIPPED_IDS  # noqa: E402  (every shipped spec, and how to make it tiny)
+from export_helpers import SPECS as SHIPPED  # noqa: E402
+from export_helpers import tiny_overrides  # noqa: E402
 
 
 def run_cli(capsys, *argv):
@@ -119,29 +124,18 @@ def test_isotropic_spec_by_hand(capsys):
     assert rc == 0 and "14,860" in out and "K" in out
 
 
-def _shipped_tiny():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests" / "export"))
-    from export_helpers import IDS, SPECS, tiny_overrides
-    return IDS, SPECS, tiny_overrides
-
-
-_IDS, _SPECS, _tiny_overrides = _shipped_tiny()
-
-
-@pytest.mark.parametrize("path", _SPECS, ids=_IDS)
+@pytest.mark.parametrize("path", SHIPPED, ids=SHIPPED_IDS)
 def test_build_figures_from_the_meta_device_equal_real_tensors(capsys, path):
     """`build` counts on the meta device (nothing initialised or run): every shipped spec (tiny)
     gets the params, MACs, per-part rows and output shapes that real tensors give."""
     from archdsl.analysis.summary import summarize
 
-    sets = [a for o in _tiny_overrides(path) for a in ("--set", o)]
+    sets = [a for o in tiny_overrides(path) for a in ("--set", o)]
     rc, out, err = run_cli(capsys, "build", str(path), "--json", "--image-size", "64", "--batch-size", "3", *sets)
     assert rc == 0, err
     info = json.loads(out)
     torch.manual_seed(0)
-    real = summarize(build_model(path, _tiny_overrides(path)).eval(), 64)
+    real = summarize(build_model(path, tiny_overrides(path)).eval(), 64)
     assert (info["params"], info["macs"]) == (real["params"], real["macs"])
     assert [(r["name"], r["output_shape"], r["params"], r["macs"]) for r in info["stages"]] == \
         [(r["name"], r["output_shape"], r["params"], r["macs"]) for r in real["rows"]]
